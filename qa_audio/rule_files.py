@@ -1,0 +1,114 @@
+"""Reading the YAML files in ``rules/`` so that every mistake names its file and line.
+
+A QA lead edits these files by hand; an error that says only "KeyError: 'phrases'" is useless to
+them. Mappings and lists loaded here remember the line they start on (1-based), and each mapping
+remembers the line of each key, so validators can say exactly where the problem is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RuleFileError(ValueError):
+    """A rule file is malformed or holds a value the engine cannot use."""
+
+    def __init__(self, path: Path | str, line: int | None, reason: str):
+        self.path = Path(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line else str(self.path)
+        super().__init__(f"{where}: {reason}")
+
+
+class LineDict(dict):
+    """A mapping from a rule file, with the line it starts on and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list):
+    """A list from a rule file, with the line it starts on and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be plain text", key_node.start_mark
+            )
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[str(key)] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_rule_file(path: Path | str) -> Any:
+    """Parse one YAML rule file; syntax errors become :class:`RuleFileError` with the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RuleFileError(path, None, "not UTF-8 text") from exc
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise RuleFileError(path, line, f"invalid YAML: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RuleFileError(path, None, f"invalid YAML: {exc}") from exc
+    if data is None:
+        raise RuleFileError(path, 1, "the file is empty")
+    return data
+
+
+def require(mapping: Any, key: str, kind: type | tuple[type, ...], path: Path | str) -> Any:
+    """``mapping[key]`` checked for presence and type, or a :class:`RuleFileError` at its line."""
+    line = getattr(mapping, "line", None)
+    if not isinstance(mapping, dict):
+        raise RuleFileError(path, line, f"expected a mapping with {key!r}, found {type(mapping).__name__}")
+    if key not in mapping:
+        raise RuleFileError(path, line, f"missing {key!r}")
+    value = mapping[key]
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise RuleFileError(path, mapping.line_of(key), f"{key!r} must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise RuleFileError(path, mapping.line_of(key), f"{key!r} must be {names}, not {value!r}")
+    return value

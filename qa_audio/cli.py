@@ -1,0 +1,137 @@
+"""The ``qa-audio`` command. Thin: parse, call the pipeline, print.
+
+Exit codes: 0 ok; 2 the input cannot be analysed (bad audio, no speech); 3 a bad rule file or a
+missing model; 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qa_audio import __version__, privacy
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Offline auto-QA for Mandarin call-centre recordings.")
+
+EXIT_BAD_INPUT = 2
+EXIT_BAD_SETUP = 3
+
+
+class OutputFormat(StrEnum):
+    json = "json"
+    md = "md"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qa-audio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Offline auto-QA for Mandarin call-centre recordings."""
+
+
+@app.command()
+def analyze(
+    audio: Annotated[Path, typer.Argument(help="The recording: WAV (PCM, float, G.711), FLAC, MP3 or OGG.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="json (the QA queue's "
+                                                        "contract) or md (a transcript to read).")] = OutputFormat.json,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    asr_model: Annotated[str, typer.Option(help="'base' (packaged, offline), another faster-whisper "
+                                           "model name, or a local CTranslate2 model folder.")] = "base",
+    beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
+    agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
+    num_speakers: Annotated[int | None, typer.Option(min=1, max=6, help="Mono: the number of voices, "
+                                                     "if known.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder (default: the shipped "
+                                               "rules/).", file_okay=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Transcribe one call, split it into agent and customer turns, and print the result."""
+    privacy.keep_data_local()
+    _configure_logging(verbose)
+    from qa_audio.asr import AsrOptions
+    from qa_audio.audio import AudioError
+    from qa_audio.models import ModelNotFoundError
+    from qa_audio.output import render_markdown, to_json
+    from qa_audio.pipeline import AnalyzeOptions, Analyzer
+    from qa_audio.rule_files import RuleFileError
+
+    options = AnalyzeOptions(
+        asr=AsrOptions(model=asr_model, beam_size=beam_size),
+        agent_channel=agent_channel,
+        num_speakers=num_speakers,
+        rules_dir=rules,
+    )
+    try:
+        analyzer = Analyzer(options)
+        with _progress(enabled=not quiet) as report:
+            analysis = analyzer.analyze(audio, progress=report)
+    except AudioError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except (RuleFileError, ModelNotFoundError) as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+    text = to_json(analysis) if output_format is OutputFormat.json else render_markdown(analysis)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"qa-audio: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    privacy.quiet_libraries(verbose)
+
+
+class _progress:
+    """A rich progress bar on stderr, one task per stage; silent when stderr is not a terminal."""
+
+    STAGES = {"decode": "解码", "diarize": "说话人分离", "asr": "语音识别"}
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda stage, fraction: None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                             console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        return self._update
+
+    def _update(self, stage: str, fraction: float) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(self.STAGES.get(stage, stage), total=1.0)
+        self._bar.update(self._tasks[stage], completed=fraction)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False

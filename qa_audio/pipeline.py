@@ -1,0 +1,237 @@
+"""One call from file to speaker-attributed transcript: audio → speech/diarize → asr → transcript → roles.
+
+Stages talk through the dataclasses of ``transcript.py``; this module only wires them. The models
+are loaded once per :class:`Analyzer`, so a batch analyses many calls with one load.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qa_audio import privacy
+from qa_audio.asr import AsrOptions, DroppedText, Transcriber
+from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
+from qa_audio.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
+from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+"""progress(stage, fraction done of that stage)"""
+
+# Channels this alike are one signal written twice (a mono call saved as stereo): diarize it.
+DUPLICATE_CHANNEL_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """Silero VAD settings for the stereo speech intervals (the diarizer gives mono ones).
+
+    Tighter than the ASR's own VAD: these intervals are what dead air and talk-over are measured
+    on, so their edges must be speech edges.
+    """
+
+    threshold: float = 0.5
+    min_silence_ms: int = 300
+    speech_pad_ms: int = 60
+    min_speech_ms: int = 150
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    speech: SpeechOptions = field(default_factory=SpeechOptions)
+    num_speakers: int | None = None
+    """mono only: the number of voices, when known (the default lets the diarizer decide, 1-3)"""
+    agent_channel: int = 0
+    """stereo only: the channel that holds the agent"""
+    rules_dir: Path | None = None
+    max_turn_gap: float = 1.5
+    """a pause longer than this inside one speaker's words starts a new turn"""
+
+
+@dataclass
+class CallAnalysis:
+    audio: Audio
+    transcript: Transcript
+    roles: RoleAssignment
+    dropped: list[tuple[str, DroppedText]]
+    settings: dict
+    timings: dict[str, float]
+
+
+class Analyzer:
+    """Holds the loaded models; ``analyze`` is one call."""
+
+    def __init__(self, options: AnalyzeOptions | None = None):
+        privacy.keep_data_local()
+        self.options = options or AnalyzeOptions()
+        self._transcriber: Transcriber | None = None
+        self._diarizer = None
+        self._role_cues = load_role_cues(self.options.rules_dir)
+
+    @property
+    def transcriber(self) -> Transcriber:
+        if self._transcriber is None:
+            self._transcriber = Transcriber(self.options.asr)
+        return self._transcriber
+
+    @property
+    def diarizer(self):
+        # pyannote.audio takes ~8 s to import: only pay for it when a mono call needs diarizing.
+        if self._diarizer is None:
+            from qa_audio.diarize import DiarizationOptions, Diarizer
+
+            self._diarizer = Diarizer(DiarizationOptions(num_speakers=self.options.num_speakers))
+        return self._diarizer
+
+    def analyze(self, path: Path | str, progress: Progress | None = None) -> CallAnalysis:
+        report = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        audio = load_audio(path)
+        timings["decode"] = time.perf_counter() - started
+        report("decode", 1.0)
+
+        stereo = audio.channel_count == 2 and not _duplicate_channels(audio)
+        if stereo and self.options.agent_channel not in (0, 1):
+            raise ValueError(f"agent channel must be 0 or 1, not {self.options.agent_channel}")
+
+        mark = time.perf_counter()
+        if stereo:
+            speakers = [f"CH{c}" for c in range(2)]
+            speech = []
+            for speaker, samples in zip(speakers, audio.channels, strict=True):
+                speech += _speech_intervals(samples, speaker, self.options.speech)
+            speech.sort(key=lambda s: (s.start, s.speaker))
+            speaker_settings = {"method": "channels", "agent_channel": self.options.agent_channel,
+                                "vad": asdict(self.options.speech)}
+        else:
+            report("diarize", 0.0)
+            speech = self.diarizer(audio.mono(), MODEL_SAMPLE_RATE,
+                                   progress=lambda stage, f: report("diarize", f))
+            speaker_settings = {"method": "diarization", **self.diarizer.settings()}
+        timings["speakers"] = time.perf_counter() - mark
+        if not speech:
+            raise AudioError(audio.path, "no speech found (only noise or silence)")
+
+        mark = time.perf_counter()
+        words: list[tuple[str, Word]] = []
+        dropped: list[tuple[str, DroppedText]] = []
+        if stereo:
+            for index, (speaker, samples) in enumerate(zip(speakers, audio.channels, strict=True)):
+                if not any(s.speaker == speaker for s in speech):
+                    continue  # a silent channel: nothing to transcribe
+                result = self.transcriber.transcribe(
+                    samples, progress=lambda f, i=index: report("asr", (i + f) / 2))
+                words += [(speaker, w) for w in result.words]
+                dropped += [(speaker, d) for d in result.dropped]
+        else:
+            result = self.transcriber.transcribe(audio.mono(), progress=lambda f: report("asr", f))
+            words = [(_speaker_for(w, speech), w) for w in result.words]
+            dropped = [(_speaker_for_span(d.start, d.end, speech), d) for d in result.dropped]
+        timings["asr"] = time.perf_counter() - mark
+        report("asr", 1.0)
+
+        mark = time.perf_counter()
+        if stereo:
+            agent = f"CH{self.options.agent_channel}"
+            roles = assign_by_channel(speakers, agent)
+        else:
+            text_by_speaker: dict[str, str] = {}
+            for speaker, word in words:
+                text_by_speaker[speaker] = text_by_speaker.get(speaker, "") + word.text
+            for interval in speech:
+                text_by_speaker.setdefault(interval.speaker, "")
+            roles = assign_by_cues(text_by_speaker, speech[0].speaker, self._role_cues)
+        turns = build_turns(words, roles.roles, self.options.max_turn_gap)
+        transcript = Transcript(duration=audio.duration, turns=turns, speech=speech, roles=roles.roles)
+        timings["transcript"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+
+        settings = {
+            "asr": self.transcriber.settings(),
+            "speakers": speaker_settings,
+            "max_turn_gap": self.options.max_turn_gap,
+        }
+        return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
+                            settings=settings, timings={k: round(v, 3) for k, v in timings.items()})
+
+
+def analyze_file(path: Path | str, options: AnalyzeOptions | None = None) -> CallAnalysis:
+    """Analyse one call with freshly loaded models (a batch should keep one :class:`Analyzer`)."""
+    return Analyzer(options).analyze(path)
+
+
+def build_turns(words: list[tuple[str, Word]], roles: dict, max_gap: float) -> list[Turn]:
+    """Group each speaker's words into turns, sorted by start.
+
+    A speaker's turn ends at a pause longer than ``max_gap``, or where another speaker says
+    something that fits entirely inside the pause (a reply, not a talk-over). Turns of different
+    speakers may overlap: that is talk-over, and the rules measure it.
+    """
+    by_speaker: dict[str, list[Word]] = {}
+    for speaker, word in words:
+        by_speaker.setdefault(speaker, []).append(word)
+    turns: list[Turn] = []
+    for speaker, own in by_speaker.items():
+        own.sort(key=lambda w: w.start)
+        others = sorted((w for s, w in words if s != speaker), key=lambda w: w.start)
+        group: list[Word] = [own[0]]
+        for word in own[1:]:
+            gap_start, gap_end = group[-1].end, word.start
+            replied = any(o.start >= gap_start and o.end <= gap_end for o in others)
+            if gap_end - gap_start > max_gap or replied:
+                turns.append(_turn(speaker, roles, group))
+                group = []
+            group.append(word)
+        turns.append(_turn(speaker, roles, group))
+    turns.sort(key=lambda t: (t.start, t.speaker))
+    return turns
+
+
+def _turn(speaker: str, roles: dict, words: list[Word]) -> Turn:
+    return Turn(speaker=speaker, role=roles.get(speaker, "customer"), start=words[0].start,
+                end=words[-1].end, text="".join(w.text for w in words), words=list(words))
+
+
+def _speech_intervals(samples: np.ndarray, speaker: str, options: SpeechOptions) -> list[SpeechInterval]:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    stamps = get_speech_timestamps(
+        samples,
+        VadOptions(threshold=options.threshold, min_silence_duration_ms=options.min_silence_ms,
+                   speech_pad_ms=options.speech_pad_ms, min_speech_duration_ms=options.min_speech_ms),
+    )
+    return [SpeechInterval(speaker, round(s["start"] / MODEL_SAMPLE_RATE, 3),
+                           round(s["end"] / MODEL_SAMPLE_RATE, 3)) for s in stamps]
+
+
+def _duplicate_channels(audio: Audio) -> bool:
+    left, right = audio.channels
+    return float(np.max(np.abs(left - right))) < DUPLICATE_CHANNEL_TOLERANCE
+
+
+def _speaker_for(word: Word, speech: list[SpeechInterval]) -> str:
+    return _speaker_for_span(word.start, word.end, speech)
+
+
+def _speaker_for_span(start: float, end: float, speech: list[SpeechInterval]) -> str:
+    """The speaker whose speech overlaps the span most; else the nearest one (WhisperX's rule)."""
+    best, best_overlap = None, 0.0
+    for interval in speech:
+        overlap = min(end, interval.end) - max(start, interval.start)
+        if overlap > best_overlap:
+            best, best_overlap = interval.speaker, overlap
+    if best is not None:
+        return best
+    middle = (start + end) / 2
+    nearest = min(speech, key=lambda s: min(abs(middle - s.start), abs(middle - s.end)))
+    return nearest.speaker

@@ -1,0 +1,42 @@
+"""Shared fixtures. The models are real (never faked) and loaded once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_CALLS = ROOT / "sample_calls"
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+def sample_call_truths() -> list[dict]:
+    truths = []
+    for path in sorted(SAMPLE_CALLS.glob("*.truth.json")):
+        truth = json.loads(path.read_text(encoding="utf-8"))
+        truth["audio_path"] = str(SAMPLE_CALLS / truth["file"])
+        truths.append(truth)
+    return truths
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from qa_audio.pipeline import Analyzer
+
+    return Analyzer()
+
+
+@pytest.fixture(scope="session")
+def analyses(analyzer):
+    """Every sample call analysed once, shared by the end-to-end tests."""
+    cache: dict[str, object] = {}
+
+    def get(truth: dict):
+        if truth["name"] not in cache:
+            cache[truth["name"]] = analyzer.analyze(truth["audio_path"])
+        return cache[truth["name"]]
+
+    return get

@@ -1,0 +1,88 @@
+"""Units of the transcript stages that need no model: hallucination removal, turns, roles."""
+
+from __future__ import annotations
+
+from qa_audio.asr import drop_hallucinations
+from qa_audio.pipeline import _speaker_for_span, build_turns
+from qa_audio.roles import assign_by_channel, assign_by_cues, load_role_cues
+from qa_audio.transcript import SpeechInterval, Word
+
+
+def words(text: str, start: float, step: float = 0.2) -> list[Word]:
+    return [Word(start + i * step, start + (i + 1) * step, ch, 0.9) for i, ch in enumerate(text)]
+
+
+def test_decoding_loop_is_dropped_and_reported():
+    heard = words("谢谢您的来电", 10.0) + words("祈" * 12, 12.0, 0.05)
+    kept, dropped = drop_hallucinations(heard)
+    assert "".join(w.text for w in kept) == "谢谢您的来电"
+    assert len(dropped) == 1
+    assert dropped[0].text == "祈" * 12
+    assert dropped[0].start == 12.0
+    assert "x12" in dropped[0].reason
+
+
+def test_real_backchannel_and_repeated_phrase_loops():
+    kept, dropped = drop_hallucinations(words("对对对对好的", 0.0))
+    assert dropped == [] and len(kept) == 6
+    loop = [Word(i * 0.5, i * 0.5 + 0.4, "谢谢", 0.5) for i in range(6)]
+    kept, dropped = drop_hallucinations(words("好的", 0.0) + [Word(w.start + 2, w.end + 2, w.text, 0.5)
+                                                             for w in loop])
+    assert "".join(w.text for w in kept) == "好的"
+    assert dropped[0].text == "谢谢" * 6
+
+
+def test_stock_subtitle_phrase_is_dropped():
+    heard = words("好的再见", 0.0) + [Word(5.0, 7.0, "字幕由Amara.org社区提供", 0.3)]
+    kept, dropped = drop_hallucinations(heard)
+    assert "".join(w.text for w in kept) == "好的再见"
+    assert dropped[0].reason.startswith("Whisper stock")
+
+
+def test_turns_split_on_reply_and_long_pause_but_keep_talk_over():
+    roles = {"A": "agent", "C": "customer"}
+    spoken = (
+        [("A", w) for w in words("您好请讲", 0.0)]          # 0.0-0.8
+        + [("C", w) for w in words("我要查话费", 1.2)]       # 1.2-2.2: a reply inside A's 1.5 s pause
+        + [("A", w) for w in words("好的", 2.3)]             # 2.3-2.7
+        + [("A", w) for w in words("请稍等", 6.0)]           # after a 3.3 s pause: new turn
+        + [("C", w) for w in words("等一下我还没说完", 6.2)]  # talk-over, overlaps A
+    )
+    turns = build_turns(spoken, roles, max_gap=1.5)
+    assert [(t.speaker, t.text) for t in turns] == [
+        ("A", "您好请讲"), ("C", "我要查话费"), ("A", "好的"), ("A", "请稍等"), ("C", "等一下我还没说完"),
+    ]
+    assert turns[3].end > turns[4].start  # overlap kept, not cut
+    assert all(t.role == roles[t.speaker] for t in turns)
+
+
+def test_word_goes_to_speaker_with_largest_overlap_else_nearest():
+    speech = [SpeechInterval("S0", 0.0, 2.0), SpeechInterval("S1", 1.8, 4.0)]
+    assert _speaker_for_span(1.7, 2.1, speech) == "S0"
+    assert _speaker_for_span(1.9, 2.5, speech) == "S1"
+    assert _speaker_for_span(4.3, 4.6, speech) == "S1"
+
+
+def test_roles_by_cues_pick_the_agent_even_with_asr_homophones():
+    cues = load_role_cues()
+    texts = {
+        "SPEAKER_00": "喂你好我想问一下我的话费怎么这么多",
+        "SPEAKER_01": "您好星河通信功耗一零二四为您服务请问有什么可以帮您",
+    }
+    result = assign_by_cues(texts, first_speaker="SPEAKER_00", cues=cues)
+    assert result.roles == {"SPEAKER_00": "customer", "SPEAKER_01": "agent"}
+    assert result.confidence > 0.8
+    assert "工号" in result.evidence["SPEAKER_01"]
+
+
+def test_roles_without_cues_fall_back_to_first_speaker_with_low_confidence():
+    cues = load_role_cues()
+    result = assign_by_cues({"X": "嗯好的", "Y": "是的是的"}, first_speaker="Y", cues=cues)
+    assert result.roles["Y"] == "agent"
+    assert result.confidence < cues.low_confidence
+
+
+def test_channel_map():
+    result = assign_by_channel(["CH0", "CH1"], "CH1")
+    assert result.roles == {"CH0": "customer", "CH1": "agent"}
+    assert result.method == "channel_map"

@@ -1,0 +1,135 @@
+"""Speed and accuracy of `qa-audio analyze` on sample_calls/, against bare faster-whisper.
+
+    .venv/bin/python bench/analyze.py [--repeat 3] [--calls NAME ...]
+
+Per call, median of --repeat runs with models loaded once (as a batch runs):
+- RTF of the whole analysis and of bare faster-whisper on the same file with the same decoding
+  settings (faster-whisper decoding the file itself, one pass over the mixed-down audio); their
+  ratio is the pipeline's overhead;
+- CER of all text, and "role CER": the agent's and the customer's text each against their truth,
+  so a word given to the wrong party counts as an error;
+- DER (pyannote.metrics, collar 0.25 s total) of the speech intervals for mono calls, with the
+  truth turns as reference.
+Also the one-off costs a CLI run pays: model load and the cold import of pyannote.audio.
+Timings are noisy on a shared machine: quote the medians and the ratios, not single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.metrics import cer, der, load_truths, median  # noqa: E402
+
+
+def bare_asr_seconds(model, path: str, options) -> float:
+    started = time.perf_counter()
+    segments, _ = model.transcribe(
+        path, language=options.language, beam_size=options.beam_size, word_timestamps=True,
+        vad_filter=True, initial_prompt=options.initial_prompt,
+        condition_on_previous_text=options.condition_on_previous_text,
+        vad_parameters={"min_silence_duration_ms": options.vad_min_silence_ms,
+                        "speech_pad_ms": options.vad_speech_pad_ms},
+    )
+    for _ in segments:  # the generator does the work
+        pass
+    return time.perf_counter() - started
+
+
+def text_by_role(turns, role: str) -> str:
+    return "".join(t["text"] if isinstance(t, dict) else t.text
+                   for t in sorted(turns, key=lambda t: t["start"] if isinstance(t, dict) else t.start)
+                   if (t["role"] if isinstance(t, dict) else t.role) == role)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--calls", nargs="*", help="only these call names")
+    args = parser.parse_args()
+
+    from qa_audio import privacy
+
+    privacy.keep_data_local()
+    privacy.quiet_libraries()
+    truths = [t for t in load_truths() if not args.calls or t["name"] in args.calls]
+    if not truths:
+        print("no sample calls with truth files in sample_calls/")
+        return 1
+
+    started = time.perf_counter()
+    import pyannote.audio  # noqa: F401  (measured: the CLI pays this once per mono call)
+
+    pyannote_import = time.perf_counter() - started
+    from qa_audio.pipeline import Analyzer
+
+    started = time.perf_counter()
+    analyzer = Analyzer()
+    model = analyzer.transcriber._model
+    load_asr = time.perf_counter() - started
+    started = time.perf_counter()
+    _ = analyzer.diarizer
+    load_diarizer = time.perf_counter() - started
+
+    header = (f"{'call':34} {'ch':>2} {'dur s':>6} {'analyze':>8} {'RTF':>6} {'bare ASR':>8} {'RTF':>6} "
+              f"{'overhead':>8} {'CER':>6} {'roleCER':>7} {'DER':>6}")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for truth in truths:
+        path = truth["audio_path"]
+        analysis_times, bare_times = [], []
+        analysis = None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            analysis = analyzer.analyze(path)
+            analysis_times.append(time.perf_counter() - t0)
+            bare_times.append(bare_asr_seconds(model, path, analyzer.options.asr))
+        duration = analysis.audio.duration
+        a_s, b_s = statistics.median(analysis_times), statistics.median(bare_times)
+        turns = analysis.transcript.turns
+        all_ref = "".join(t["text"] for t in sorted(truth["turns"], key=lambda t: t["start"]))
+        all_hyp = "".join(t.text for t in turns)
+        role_errors = []
+        for role in ("agent", "customer"):
+            ref = text_by_role(truth["turns"], role)
+            if ref:
+                role_errors.append((cer(ref, text_by_role(turns, role)), len(ref)))
+        role_cer = sum(e * n for e, n in role_errors) / max(1, sum(n for _, n in role_errors))
+        diar = None
+        if truth["channels"] == 1:
+            reference = [(t["role"], t["start"], t["end"]) for t in truth["turns"]]
+            hypothesis = [(analysis.transcript.roles.get(s.speaker, s.speaker), s.start, s.end)
+                          for s in analysis.transcript.speech]
+            diar = der(reference, hypothesis)["der"]
+        row = {"name": truth["name"], "channels": truth["channels"], "duration": duration,
+               "analyze_s": a_s, "rtf": a_s / duration, "bare_s": b_s, "bare_rtf": b_s / duration,
+               "overhead": a_s / b_s, "cer": cer(all_ref, all_hyp), "role_cer": role_cer, "der": diar}
+        rows.append(row)
+        print(f"{row['name'][:34]:34} {row['channels']:>2} {duration:6.1f} {a_s:8.2f} {row['rtf']:6.3f} "
+              f"{b_s:8.2f} {row['bare_rtf']:6.3f} {row['overhead']:8.2f} {row['cer']:6.3f} "
+              f"{role_cer:7.3f} {'' if diar is None else f'{diar:6.3f}':>6}", flush=True)
+    print("-" * len(header))
+    mono = [r["der"] for r in rows if r["der"] is not None]
+    print(f"{'median':34} {'':>2} {median([r['duration'] for r in rows]):6.1f} "
+          f"{median([r['analyze_s'] for r in rows]):8.2f} {median([r['rtf'] for r in rows]):6.3f} "
+          f"{median([r['bare_s'] for r in rows]):8.2f} {median([r['bare_rtf'] for r in rows]):6.3f} "
+          f"{median([r['overhead'] for r in rows]):8.2f} {median([r['cer'] for r in rows]):6.3f} "
+          f"{median([r['role_cer'] for r in rows]):7.3f} {median(mono) if mono else float('nan'):6.3f}")
+    total_audio = sum(r["duration"] for r in rows)
+    total_analyze = sum(r["analyze_s"] for r in rows)
+    total_bare = sum(r["bare_s"] for r in rows)
+    print(f"\nall calls: {total_audio:.0f} s of audio analysed at {total_audio / total_analyze:.1f}x real time "
+          f"(bare faster-whisper {total_audio / total_bare:.1f}x); overhead {total_analyze / total_bare:.2f}")
+    print(f"one-off per process: ASR model load {load_asr:.1f} s, diarizer load {load_diarizer:.1f} s, "
+          f"cold import of pyannote.audio {pyannote_import:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

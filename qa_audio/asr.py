@@ -30,6 +30,8 @@ PHANTOM_PHRASES = ("字幕由", "请不吝点赞", "订阅转发", "打赏支持
 # A unit of 1-4 characters said this many times in a row is a decoding loop, not speech:
 # real backchannels ("对对对对") stop at four.
 REPEAT_RUN_MIN = 5
+# Whisper writes ASCII punctuation inside Chinese; people read full-width.
+FULL_WIDTH = str.maketrans({",": "，", "?": "？", "!": "！", ":": "：", ";": "；"})
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Transcriber:
             if progress and info.duration:
                 progress(min(1.0, segment.end / info.duration))
             for w in segment.words or []:
-                text = self._to_simplified(w.word.strip())
+                text = self._to_simplified(w.word.strip()).translate(FULL_WIDTH)
                 if text:
                     words.append(Word(start=round(w.start, 3), end=round(w.end, 3), text=text,
                                       probability=round(w.probability, 4)))

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 """progress(stage, fraction done of that stage)"""
 
+SENTENCE_END = ("。", "？", "！", "?", "!")
 # Channels this alike are one signal written twice (a mono call saved as stereo): diarize it.
 DUPLICATE_CHANNEL_TOLERANCE = 1e-3
 
@@ -131,11 +132,12 @@ class Analyzer:
                     continue  # a silent channel: nothing to transcribe
                 result = self.transcriber.transcribe(
                     samples, progress=lambda f, i=index: report("asr", (i + f) / 2))
-                words += [(speaker, w) for w in result.words]
+                own_speech = [s for s in speech if s.speaker == speaker]
+                words += [(speaker, w) for w in snap_orphan_words(result.words, own_speech)]
                 dropped += [(speaker, d) for d in result.dropped]
         else:
             result = self.transcriber.transcribe(audio.mono(), progress=lambda f: report("asr", f))
-            words = [(_speaker_for(w, speech), w) for w in result.words]
+            words = [(_speaker_for(w, speech), w) for w in snap_orphan_words(result.words, speech)]
             dropped = [(_speaker_for_span(d.start, d.end, speech), d) for d in result.dropped]
         timings["asr"] = time.perf_counter() - mark
         report("asr", 1.0)
@@ -195,6 +197,43 @@ def build_turns(words: list[tuple[str, Word]], roles: dict, max_gap: float) -> l
         turns.append(_turn(speaker, roles, group))
     turns.sort(key=lambda t: (t.start, t.speaker))
     return turns
+
+
+def snap_orphan_words(words: list[Word], speech: list[SpeechInterval], min_inside: float = 0.3) -> list[Word]:
+    """Move words that Whisper timed into silence onto the speech they belong to.
+
+    faster-whisper joins the VAD's speech chunks before decoding; the first word after a pause is
+    often timed at the join, i.e. in the silence right after the previous utterance ("退费" heard
+    as "推" at the end of one turn and "废" at the start of the next). Such a word (less than
+    ``min_inside`` of it inside any speech interval) whose next word lies in a later interval is
+    moved to the start of that interval. So is a word that starts a sentence (the word before it
+    ends with 。？！) and runs past the end of its interval while the next word is in a later one.
+    """
+    if not speech:
+        return words
+    intervals = sorted(speech, key=lambda s: s.start)
+    out: list[Word] = []
+    for index, word in enumerate(words):
+        duration = max(word.end - word.start, 1e-3)
+        inside = sum(max(0.0, min(word.end, s.end) - max(word.start, s.start)) for s in intervals)
+        following = words[index + 1] if index + 1 < len(words) else None
+        if following is None:
+            out.append(word)
+            continue
+        sentence_start = index > 0 and words[index - 1].text[-1:] in SENTENCE_END
+        runs_past = any(s.start <= word.start < s.end < word.end - 0.1 and following.start >= s.end
+                        for s in intervals)
+        if inside / duration >= min_inside and not (sentence_start and runs_past):
+            out.append(word)
+            continue
+        target = next((s for s in intervals if s.end > following.start and s.start >= word.end), None)
+        if target is None:
+            out.append(word)
+            continue
+        start = target.start
+        end = max(start + 0.01, min(following.start, start + duration))
+        out.append(Word(start=round(start, 3), end=round(end, 3), text=word.text, probability=word.probability))
+    return out
 
 
 def _turn(speaker: str, roles: dict, words: list[Word]) -> Turn:

@@ -69,7 +69,6 @@ def test_glide_range_and_std_in_semitones(bands):
 def clip_cases(bands):
     """The FunASR sentence (19 chars) at three tempos through the telephone channel."""
     text = bench.transcripts()[CLIP]
-    clean = bench.load_clip(CLIP)
     v0 = bench.voiced_truth(CLIP, bands)
     cases = {}
     for x in (0.7, 1.0, 1.6):

@@ -1,0 +1,111 @@
+"""End to end on sample_calls/: the real models on the generated calls, checked against their truth.
+
+Tolerances (stated here, measured by bench/analyze.py):
+- a truth turn is found when a hypothesis turn of the same role starts within START_TOLERANCE and
+  ends within END_TOLERANCE of it (Whisper's word times on telephone audio are ±0.3 s typically);
+- at least TURN_RECALL of the truth turns of a call are found that way;
+- at least ROLE_ACCURACY of the words said inside truth turns go to the right role.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import sample_call_truths
+
+START_TOLERANCE = 0.6
+END_TOLERANCE = 0.8
+TURN_RECALL = 0.8
+ROLE_ACCURACY = 0.9
+MIN_TURN = 1.0  # shorter truth turns ("啊", "嗯") are backchannels Whisper often skips
+
+TRUTHS = sample_call_truths()
+IDS = [t["name"] for t in TRUTHS]
+
+
+def test_sample_calls_cover_the_rubric_situations():
+    assert len(TRUTHS) >= 8
+    channels = {t["channels"] for t in TRUTHS}
+    assert channels == {1, 2}
+    real_voice = [t for t in TRUTHS if any(turn["voice"].startswith("real:") for turn in t["turns"])]
+    assert len(real_voice) >= 3 and sum(t["channels"] == 1 for t in real_voice) >= 2
+    qa = [t["qa"] for t in TRUTHS]
+    assert {q["greeting"]["level"] for q in qa} == {0, 1, 2}
+    assert {q["closing"]["level"] for q in qa} == {0, 1, 2}
+    severities = {(f["severity"], f["role"]) for q in qa for f in q["forbidden_phrases"]}
+    assert {("3-5", "agent"), ("0-2", "agent")} <= severities
+    assert any(role == "customer" for _, role in severities)
+    holds = {s["hold_notice"] for q in qa for s in q["silences"]}
+    assert holds == {True, False}
+    assert any(q["interruptions"] for q in qa)
+    assert any(q["fast_speech"] for q in qa)
+    assert any(t["duration"] >= 120 for t in TRUTHS)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^\w]", "", text)
+
+
+@pytest.mark.parametrize("truth", TRUTHS, ids=IDS)
+def test_turns_roles_and_phrases_match_the_truth(truth, analyses):
+    analysis = analyses(truth)
+    transcript = analysis.transcript
+    assert abs(analysis.audio.duration - truth["duration"]) < 0.05
+    assert analysis.audio.channel_count == truth["channels"]
+
+    # roles: words said inside each truth turn go to that turn's role
+    truth_turns = [t for t in truth["turns"] if t["end"] - t["start"] >= MIN_TURN]
+    right = total = 0
+    for t in truth_turns:
+        overlapping = [other for other in truth["turns"] if other is not t
+                       and other["start"] < t["end"] and other["end"] > t["start"]]
+        if overlapping:
+            continue  # talk-over: either role may own a word there
+        for turn in transcript.turns:
+            for word in turn.words:
+                middle = (word.start + word.end) / 2
+                if t["start"] <= middle <= t["end"]:
+                    total += 1
+                    right += turn.role == t["role"]
+    assert total > 0
+    assert right / total >= ROLE_ACCURACY, f"{right}/{total} words with the right role"
+
+    # turn boundaries
+    found, missed = 0, []
+    for t in truth_turns:
+        if any(h.role == t["role"] and abs(h.start - t["start"]) <= START_TOLERANCE
+               and abs(h.end - t["end"]) <= END_TOLERANCE for h in transcript.turns):
+            found += 1
+        else:
+            missed.append((t["role"], t["start"], t["end"], t["text"][:12]))
+    assert found / len(truth_turns) >= TURN_RECALL, f"missed turns: {missed}"
+
+    # key phrases: the greeting opens the call, each forbidden phrase is in the text
+    agent_turns = [t for t in transcript.turns if t.role == "agent"]
+    assert agent_turns and "您好" in _plain(agent_turns[0].text)
+    heard = _plain("".join(t.text for t in transcript.turns))
+    for phrase in truth["qa"]["forbidden_phrases"]:
+        assert _plain(phrase["phrase"]) in heard, phrase["phrase"]
+
+
+@pytest.mark.parametrize("truth", [t for t in TRUTHS if t["qa"]["silences"]],
+                         ids=[t["name"] for t in TRUTHS if t["qa"]["silences"]])
+def test_dead_air_has_no_speech_interval(truth, analyses):
+    speech = analyses(truth).transcript.speech
+    for silence in truth["qa"]["silences"]:
+        inside = [s for s in speech if s.start < silence["end"] - 0.5 and s.end > silence["start"] + 0.5]
+        assert inside == [], (silence, inside)
+
+
+@pytest.mark.parametrize("truth", [t for t in TRUTHS if t["qa"]["interruptions"]],
+                         ids=[t["name"] for t in TRUTHS if t["qa"]["interruptions"]])
+def test_talk_over_shows_as_overlapping_speech(truth, analyses):
+    transcript = analyses(truth).transcript
+    agent = transcript.speech_of("agent")
+    customer = transcript.speech_of("customer")
+    for event in truth["qa"]["interruptions"]:
+        overlap = max((min(a.end, c.end, event["end"]) - max(a.start, c.start, event["start"])
+                       for a in agent for c in customer), default=0.0)
+        assert overlap >= 0.5 * (event["end"] - event["start"]), event

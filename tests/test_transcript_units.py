@@ -86,3 +86,18 @@ def test_channel_map():
     result = assign_by_channel(["CH0", "CH1"], "CH1")
     assert result.roles == {"CH0": "customer", "CH1": "agent"}
     assert result.method == "channel_map"
+
+
+def test_sentence_initial_word_timed_into_silence_moves_to_its_speech():
+    from qa_audio.pipeline import snap_orphan_words
+
+    speech = [SpeechInterval("A", 38.4, 41.9), SpeechInterval("A", 46.1, 50.6)]
+    heard = [Word(41.2, 41.42, "坏", 0.9), Word(41.42, 41.6, "的。", 0.9), Word(41.6, 42.2, "退", 0.6),
+             Word(46.2, 46.4, "费", 0.8), Word(46.4, 46.6, "要", 0.9)]
+    snapped = snap_orphan_words(heard, speech)
+    assert [w.text for w in snapped] == ["坏", "的。", "退", "费", "要"]
+    assert snapped[2].start == 46.1 and snapped[2].end <= 46.2
+    assert snapped[:2] == heard[:2] and snapped[3:] == heard[3:]
+    # a word that ends its own sentence stays, even if Whisper stretched its end into the pause
+    last = [Word(41.2, 41.42, "坏", 0.9), Word(41.42, 42.3, "的。", 0.9), Word(46.2, 46.4, "费", 0.8)]
+    assert snap_orphan_words(last, speech) == last

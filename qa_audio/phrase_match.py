@@ -24,6 +24,7 @@ starts, so "请" is not found inside "申请" (but "谢谢" is found in "谢谢�
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -62,21 +63,17 @@ def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
-_opencc_lock = threading.Lock()
-_opencc = None
+@functools.cache
+def _opencc_t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
 
 
 def _to_simplified(text: str) -> str:
     # The transcript is already simplified, but phrase lists typed by a QA lead may not be;
     # OpenCC is loaded once, on first use.
-    global _opencc
-    if _opencc is None:
-        with _opencc_lock:
-            if _opencc is None:
-                import opencc
-
-                _opencc = opencc.OpenCC("t2s")
-    return _opencc.convert(text)
+    return _opencc_t2s().convert(text)
 
 
 def normalise(text: str) -> str:
@@ -301,25 +298,17 @@ class Hit:
         return self.phrase.rule
 
 
-_jieba_lock = threading.Lock()
-_jieba_tok = None
-
-
+@functools.cache
 def _jieba():
     # jieba takes ~1 s to build its prefix dictionary: once per process, and only when a short
     # phrase first needs a word-boundary check. Our own Tokenizer, not jieba's global one, so the
     # words we add do not change other components' segmentation.
-    global _jieba_tok
-    if _jieba_tok is None:
-        with _jieba_lock:
-            if _jieba_tok is None:
-                import jieba
+    import jieba
 
-                jieba.setLogLevel(logging.WARNING)
-                tok = jieba.Tokenizer()
-                tok.initialize()
-                _jieba_tok = tok
-    return _jieba_tok
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    return tok
 
 
 class PhraseIndex:

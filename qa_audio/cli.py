@@ -94,6 +94,15 @@ def analyze(
             _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
 
 
+def _register_batch_commands() -> None:
+    from qa_audio.batch_cli import register
+
+    register(app)
+
+
+_register_batch_commands()
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"qa-audio: error: {message}", err=True)
     raise typer.Exit(code)

@@ -13,7 +13,7 @@ from qa_audio import __version__
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.transcript import Turn
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 ROLE_NAMES = {"agent": "坐席", "customer": "客户"}
 
 
@@ -35,6 +35,8 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
             {"speaker": speaker, "start": d.start, "end": d.end, "text": d.text, "reason": d.reason}
             for speaker, d in analysis.dropped
         ],
+        "findings": [f.to_dict() for f in analysis.findings],
+        "acoustics": analysis.acoustics.to_dict() if analysis.acoustics else None,
         "timings": analysis.timings,
     }
     if extra:

@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from qa_audio import privacy
+from qa_audio.acoustic import Acoustics, acoustic_findings, analyze_acoustics, load_acoustic_bands
 from qa_audio.asr import AsrOptions, DroppedText, Transcriber
 from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
+from qa_audio.checks import run_checks
 from qa_audio.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
+from qa_audio.rulebook import load_rulebook
 from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,9 @@ class CallAnalysis:
     dropped: list[tuple[str, DroppedText]]
     settings: dict
     timings: dict[str, float]
+    acoustics: Acoustics | None = None
+    findings: list = field(default_factory=list)
+    """rule findings (``checks.Finding``) and acoustic findings, sorted by start; each has ``to_dict()``"""
 
 
 class Analyzer:
@@ -75,7 +81,10 @@ class Analyzer:
         self.options = options or AnalyzeOptions()
         self._transcriber: Transcriber | None = None
         self._diarizer = None
+        # Rule files are read up front so a malformed one stops the run before any audio is touched.
         self._role_cues = load_role_cues(self.options.rules_dir)
+        self._rulebook = load_rulebook(self.options.rules_dir)
+        self._acoustic_bands = load_acoustic_bands(self.options.rules_dir)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -156,15 +165,31 @@ class Analyzer:
         turns = build_turns(words, roles.roles, self.options.max_turn_gap)
         transcript = Transcript(duration=audio.duration, turns=turns, speech=speech, roles=roles.roles)
         timings["transcript"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        if stereo:
+            party_audio = dict(zip(speakers, audio.channels, strict=True))
+        else:
+            mixed = audio.mono()
+            party_audio = {speaker: mixed for speaker in {s.speaker for s in speech}}
+        acoustics = analyze_acoustics(party_audio, transcript, self._acoustic_bands, MODEL_SAMPLE_RATE)
+        timings["acoustics"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        findings = run_checks(transcript, self._rulebook)
+        findings += acoustic_findings(acoustics, transcript, self._acoustic_bands)
+        findings.sort(key=lambda f: (f.start, f.rule))
+        timings["rules"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
 
         settings = {
             "asr": self.transcriber.settings(),
             "speakers": speaker_settings,
             "max_turn_gap": self.options.max_turn_gap,
+            "rules_dir": str(self.options.rules_dir) if self.options.rules_dir else "rules/ (shipped)",
         }
         return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
-                            settings=settings, timings={k: round(v, 3) for k, v in timings.items()})
+                            settings=settings, timings={k: round(v, 3) for k, v in timings.items()},
+                            acoustics=acoustics, findings=findings)
 
 
 def analyze_file(path: Path | str, options: AnalyzeOptions | None = None) -> CallAnalysis:

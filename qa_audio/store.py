@@ -1,0 +1,408 @@
+"""The batch's embedded store: one SQLite file (WAL) holding every call's result and its failures.
+
+Identity is the sha256 of a recording's bytes (``call_id``): a renamed file is the same call, a
+changed file is a new one. ``calls.call_id`` is the primary key, so a call cannot be stored twice
+even when two batches race on one database.
+
+One writer: only the batch's parent process (or the Dask client) writes, one transaction per call
+(result JSON + findings + rubric items + path + status together). A kill at any moment, SIGKILL
+included, leaves either the whole call or none of it; SQLite's journal does the rest.
+
+Tables (see ``docs/batch.md``):
+- ``calls``: one row per analysed recording: the full result JSON and the columns the QA queue
+  sorts on (duration, total, flags, min confidence, status ``pending_review`` | ``reviewed``).
+  A call whose path now holds different bytes gets ``superseded_by`` = the new call's id; it is
+  kept (its review may exist) but left out of exports.
+- ``paths``: every path a hash was seen at (analysed or failed).
+- ``findings``, ``rubric_items``: extracted from the result JSON when it has them.
+- ``failures``: recordings that could not be analysed, keyed by hash (or ``path:size:mtime`` when
+  the bytes could not be read), with the one-line reason.
+- ``reviews``: the inspectors' scores read back by ``import-reviews``.
+- ``runs``: one row per batch run, with its counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+STORE_VERSION = 1
+STATUSES = ("pending_review", "reviewed")
+HASH_CHUNK = 1 << 20
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    engine TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    audio_seconds REAL NOT NULL DEFAULT 0,
+    wall_seconds REAL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    analysed_at TEXT NOT NULL,
+    run_id INTEGER REFERENCES runs(run_id),
+    duration REAL,
+    channels INTEGER,
+    total REAL,
+    max_total REAL,
+    flags TEXT NOT NULL DEFAULT '[]',
+    min_confidence REAL,
+    status TEXT NOT NULL DEFAULT 'pending_review' CHECK (status IN ('pending_review', 'reviewed')),
+    superseded_by TEXT,
+    processing_seconds REAL,
+    result_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_status ON calls(status, analysed_at);
+CREATE TABLE IF NOT EXISTS paths (
+    call_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (call_id, path)
+);
+CREATE INDEX IF NOT EXISTS paths_path ON paths(path);
+CREATE TABLE IF NOT EXISTS findings (
+    call_id TEXT NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    role TEXT,
+    start REAL,
+    "end" REAL,
+    severity TEXT,
+    level INTEGER,
+    data TEXT NOT NULL,
+    PRIMARY KEY (call_id, idx)
+);
+CREATE INDEX IF NOT EXISTS findings_rule ON findings(rule, severity);
+CREATE TABLE IF NOT EXISTS rubric_items (
+    call_id TEXT NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+    item_id TEXT NOT NULL,
+    name TEXT,
+    points REAL,
+    score REAL,
+    confidence REAL,
+    status TEXT,
+    data TEXT NOT NULL,
+    PRIMARY KEY (call_id, item_id)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    failure_key TEXT PRIMARY KEY,
+    call_id TEXT,
+    path TEXT NOT NULL,
+    size INTEGER,
+    mtime REAL,
+    error TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    first_failed_at TEXT NOT NULL,
+    last_failed_at TEXT NOT NULL,
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    item_id TEXT NOT NULL,
+    inspector_score REAL NOT NULL,
+    inspector TEXT,
+    reviewed_at TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (call_id, item_id)
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or is not a qa-audio store."""
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What identifies a file on disk: its content hash, or why it could not be read."""
+
+    path: str
+    size: int | None
+    mtime: float | None
+    call_id: str | None
+    error: str | None = None
+
+    @property
+    def failure_key(self) -> str:
+        return self.call_id or f"{self.path}:{self.size}:{self.mtime}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def hash_file(path: Path | str) -> FileKey:
+    """sha256 of the bytes, streamed; an unreadable file gives ``call_id=None`` and the reason."""
+    path = str(path)
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        return FileKey(path, None, None, None, f"{path}: cannot stat: {exc.strerror or exc}")
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        return FileKey(path, stat.st_size, stat.st_mtime, None, f"{path}: cannot read: {exc.strerror or exc}")
+    return FileKey(path, stat.st_size, stat.st_mtime, digest.hexdigest())
+
+
+class Store:
+    """The SQLite store. Open one per process; only one process should write results at a time."""
+
+    def __init__(self, path: Path | str, timeout: float = 60.0):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed call survives a killed process; a power cut may lose the
+            # last few commits but never corrupts the file (they are redone on the next run).
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for statement in _statements(SCHEMA):
+                    self.conn.execute(statement)
+                row = self.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
+                if row is None:
+                    self.conn.execute("INSERT INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
+                elif int(row[0]) > STORE_VERSION:
+                    raise StoreError(f"{self.path}: store version {row[0]} is newer than this qa-audio "
+                                     f"({STORE_VERSION})")
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{self.path}: not a qa-audio database ({exc})") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, engine: str, settings: dict[str, Any]) -> int:
+        with self.transaction():
+            cursor = self.conn.execute("INSERT INTO runs (started_at, engine, settings) VALUES (?, ?, ?)",
+                                       (now(), engine, json.dumps(settings, ensure_ascii=False, default=str)))
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, done: int, skipped: int, failed: int, audio_seconds: float,
+                   wall_seconds: float) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET finished_at=?, done=?, skipped=?, failed=?, audio_seconds=?, wall_seconds=? "
+                "WHERE run_id=?", (now(), done, skipped, failed, audio_seconds, wall_seconds, run_id))
+
+    # ------------------------------------------------------------------ lookups
+    def has_call(self, call_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM calls WHERE call_id=?", (call_id,)).fetchone() is not None
+
+    def failure(self, key: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM failures WHERE failure_key=?", (key,)).fetchone()
+
+    def note_path(self, call_id: str, path: str) -> None:
+        """Record that ``call_id`` was seen at ``path`` (a renamed or copied file: not redone)."""
+        with self.transaction():
+            self._note_path(call_id, path)
+            self._supersede_at(path, call_id)
+
+    def _note_path(self, call_id: str, path: str) -> None:
+        stamp = now()
+        self.conn.execute(
+            "INSERT INTO paths (call_id, path, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(call_id, path) DO UPDATE SET last_seen=excluded.last_seen", (call_id, path, stamp, stamp))
+
+    def _supersede_at(self, path: str, call_id: str) -> None:
+        """Calls last analysed from ``path`` with other bytes are now superseded by ``call_id``."""
+        if not self.has_call(call_id):
+            return
+        self.conn.execute("UPDATE calls SET superseded_by=? WHERE path=? AND call_id<>? AND superseded_by IS NULL",
+                          (call_id, path, call_id))
+
+    # ------------------------------------------------------------------ writes
+    def add_result(self, key: FileKey, result: dict[str, Any], run_id: int | None = None,
+                   processing_seconds: float | None = None) -> bool:
+        """Store one analysed call in one transaction; False if it was already there (a racing run)."""
+        if key.call_id is None:
+            raise ValueError("a result needs the file's hash")
+        audio = result.get("audio") or {}
+        rubric = result.get("rubric") or {}
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO calls (call_id, path, size, analysed_at, run_id, duration, channels, total, max_total, "
+                "flags, min_confidence, status, processing_seconds, result_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_review', ?, ?) ON CONFLICT(call_id) DO NOTHING",
+                (key.call_id, key.path, key.size or 0, now(), run_id, audio.get("duration"), audio.get("channels"),
+                 _number(rubric.get("total")), _number(rubric.get("max_total")),
+                 json.dumps(list(rubric.get("flags") or []), ensure_ascii=False), min_confidence(result),
+                 processing_seconds, json.dumps(result, ensure_ascii=False)))
+            inserted = cursor.rowcount == 1
+            if inserted:
+                self.conn.executemany(
+                    'INSERT INTO findings (call_id, idx, rule, role, start, "end", severity, level, data) '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(key.call_id, i, str(f.get("rule", "")), f.get("role"), _number(f.get("start")),
+                      _number(f.get("end")), _text(f.get("severity")), _int(f.get("level")),
+                      json.dumps(f, ensure_ascii=False)) for i, f in enumerate(result.get("findings") or [])])
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO rubric_items (call_id, item_id, name, points, score, confidence, status, "
+                    "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(key.call_id, str(item.get("id")), item.get("name"), _number(item.get("points")),
+                      _number(item.get("score")), _number(item.get("confidence")), _text(item.get("status")),
+                      json.dumps(item, ensure_ascii=False)) for item in rubric.get("items") or []
+                     if item.get("id") is not None])
+                self.conn.execute("DELETE FROM failures WHERE failure_key=?", (key.call_id,))
+            self._note_path(key.call_id, key.path)
+            self._supersede_at(key.path, key.call_id)
+        return inserted
+
+    def add_failure(self, key: FileKey, error: str, kind: str, run_id: int | None = None) -> None:
+        """Record (or re-record, counting attempts) a recording that could not be analysed."""
+        stamp = now()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO failures (failure_key, call_id, path, size, mtime, error, kind, first_failed_at, "
+                "last_failed_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(failure_key) DO UPDATE SET attempts=attempts+1, error=excluded.error, "
+                "kind=excluded.kind, path=excluded.path, last_failed_at=excluded.last_failed_at, "
+                "run_id=excluded.run_id",
+                (key.failure_key, key.call_id, key.path, key.size, key.mtime, error, kind, stamp, stamp, run_id))
+            if key.call_id:
+                self._note_path(key.call_id, key.path)
+
+    def add_reviews(self, rows: Iterable[dict[str, Any]]) -> tuple[int, list[str]]:
+        """Store inspector scores (one per call and item; a re-import replaces) and mark the calls reviewed.
+
+        All or nothing: returns (rows stored, call ids that are not in the store and were skipped).
+        """
+        stored, unknown = 0, []
+        stamp = now()
+        with self.transaction():
+            for row in rows:
+                call_id = row["call_id"]
+                if not self.has_call(call_id):
+                    unknown.append(call_id)
+                    continue
+                self.conn.execute(
+                    "INSERT INTO reviews (call_id, item_id, inspector_score, inspector, reviewed_at, imported_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(call_id, item_id) DO UPDATE SET "
+                    "inspector_score=excluded.inspector_score, inspector=excluded.inspector, "
+                    "reviewed_at=excluded.reviewed_at, imported_at=excluded.imported_at",
+                    (call_id, row["item_id"], row["inspector_score"], row.get("inspector"), row.get("reviewed_at"),
+                     stamp))
+                self.conn.execute("UPDATE calls SET status='reviewed' WHERE call_id=?", (call_id,))
+                stored += 1
+        return stored, sorted(set(unknown))
+
+    # ------------------------------------------------------------------ reads
+    def calls(self, include_superseded: bool = False) -> list[sqlite3.Row]:
+        where = "" if include_superseded else "WHERE superseded_by IS NULL"
+        return self.conn.execute(f"SELECT * FROM calls {where} ORDER BY analysed_at, call_id").fetchall()
+
+    def finding_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.conn.execute("SELECT call_id, rule, COUNT(*) AS n FROM findings GROUP BY call_id, rule"):
+            counts.setdefault(row["call_id"], {})[row["rule"]] = row["n"]
+        return counts
+
+    def fatal_findings(self) -> set[str]:
+        """Calls with a finding that alone fails them: a forbidden phrase of the 0-2 band (rubric 7b)."""
+        rows = self.conn.execute("SELECT DISTINCT call_id FROM findings WHERE rule='forbidden_phrase' "
+                                 "AND severity='0-2'")
+        return {row[0] for row in rows}
+
+    def severe_findings(self) -> set[str]:
+        rows = self.conn.execute("SELECT DISTINCT call_id FROM findings WHERE rule='forbidden_phrase' "
+                                 "AND severity='3-5'")
+        return {row[0] for row in rows}
+
+    def rubric_items(self) -> dict[str, list[sqlite3.Row]]:
+        items: dict[str, list[sqlite3.Row]] = {}
+        for row in self.conn.execute("SELECT * FROM rubric_items ORDER BY call_id, item_id"):
+            items.setdefault(row["call_id"], []).append(row)
+        return items
+
+    def review_pairs(self) -> list[sqlite3.Row]:
+        """(item, pre-filled score, inspector score, item JSON) for every reviewed item with a pre-fill."""
+        return self.conn.execute(
+            "SELECT r.call_id, r.item_id, i.score AS prefill, r.inspector_score AS inspector, i.points, i.data "
+            "FROM reviews r JOIN rubric_items i ON i.call_id=r.call_id AND i.item_id=r.item_id "
+            "JOIN calls c ON c.call_id=r.call_id WHERE c.status='reviewed' ORDER BY r.item_id, r.call_id"
+        ).fetchall()
+
+    def failures(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM failures ORDER BY last_failed_at, path").fetchall()
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM calls) AS calls, (SELECT COUNT(*) FROM failures) AS failures, "
+            "(SELECT COUNT(*) FROM calls WHERE status='reviewed') AS reviewed").fetchone()
+        return dict(row)
+
+    def integrity_check(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def min_confidence(result: dict[str, Any]) -> float | None:
+    """The lowest confidence the result states: rubric items', and the role assignment's."""
+    values = [item.get("confidence") for item in (result.get("rubric") or {}).get("items") or []]
+    values.append((result.get("roles") or {}).get("confidence"))
+    numbers = [float(v) for v in values if isinstance(v, int | float)]
+    return round(min(numbers), 4) if numbers else None
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

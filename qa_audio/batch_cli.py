@@ -10,7 +10,6 @@ recorded and summed up; ``--strict`` makes any failure exit 2.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from enum import StrEnum
@@ -20,9 +19,10 @@ from typing import Annotated
 import typer
 
 from qa_audio import privacy
+from qa_audio.cli_common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli_common import configure_logging as _configure_logging
+from qa_audio.cli_common import fail as _fail
 
-EXIT_BAD_INPUT = 2
-EXIT_BAD_SETUP = 3
 DEFAULT_DB = Path("qa-audio.db")
 
 DbOption = Annotated[Path, typer.Option("--db", help="The SQLite store (created if missing).", dir_okay=False)]
@@ -228,18 +228,8 @@ def _open_store(db: Path, must_exist: bool = False):
         return Store(db)
     except StoreError as exc:
         _fail(str(exc), EXIT_BAD_SETUP)
-        raise  # unreachable: _fail exits
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"qa-audio: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    privacy.quiet_libraries(verbose)
 
 
 def _hours(seconds: float) -> str:

@@ -6,7 +6,6 @@ missing model; 1 anything unexpected.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from enum import StrEnum
@@ -16,12 +15,13 @@ from typing import Annotated
 import typer
 
 from qa_audio import __version__, privacy
+from qa_audio.cli_common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli_common import configure_logging as _configure_logging
+from qa_audio.cli_common import fail as _fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline auto-QA for Mandarin call-centre recordings.")
 
-EXIT_BAD_INPUT = 2
-EXIT_BAD_SETUP = 3
 
 
 class OutputFormat(StrEnum):
@@ -103,15 +103,6 @@ def _register_batch_commands() -> None:
 _register_batch_commands()
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"qa-audio: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    privacy.quiet_libraries(verbose)
 
 
 class _progress:

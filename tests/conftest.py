@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 
 def sample_call_truths() -> list[dict]:
-    truths = []
-    for path in sorted(SAMPLE_CALLS.glob("*.truth.json")):
-        truth = json.loads(path.read_text(encoding="utf-8"))
-        truth["audio_path"] = str(SAMPLE_CALLS / truth["file"])
-        truths.append(truth)
-    return truths
+    from bench.metrics import load_truths
+
+    return load_truths(SAMPLE_CALLS)
 
 
 @pytest.fixture(scope="session")

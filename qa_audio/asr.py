@@ -45,8 +45,11 @@ class AsrOptions:
     """0: faster-whisper's default (all cores)"""
     language: str = "zh"
     beam_size: int = 5
-    # The prompt nudges base towards simplified characters and punctuation on call-centre speech.
-    initial_prompt: str | None = "以下是普通话客服电话录音，请用简体中文。"
+    # No prompt by default: measured on sample_calls/, any Chinese prompt makes base emit one
+    # 30-s segment without timestamp tokens, and the word alignment then collapses (a customer turn
+    # lost inside a 10-s "word"). Without one it writes traditional characters and spaces instead
+    # of punctuation, which OpenCC and `_punctuate` repair.
+    initial_prompt: str | None = None
     hotwords: str | None = None
     condition_on_previous_text: bool = False
     """off: on phone audio, conditioning on a misheard sentence spreads the error and causes loops"""
@@ -118,15 +121,27 @@ class Transcriber:
         for segment in segments:
             if progress and info.duration:
                 progress(min(1.0, segment.end / info.duration))
-            for w in segment.words or []:
-                text = self._to_simplified(w.word.strip()).translate(FULL_WIDTH)
-                if text:
-                    words.append(Word(start=round(w.start, 3), end=round(w.end, 3), text=text,
-                                      probability=round(w.probability, 4)))
+            heard = [(w.word, self._to_simplified(w.word.strip()).translate(FULL_WIDTH), w)
+                     for w in segment.words or []]
+            heard = [h for h in heard if h[1]]
+            for index, (_, text, w) in enumerate(heard):
+                following = heard[index + 1][0] if index + 1 < len(heard) else None
+                words.append(Word(start=round(w.start, 3), end=round(w.end, 3), text=_punctuate(text, following),
+                                  probability=round(w.probability, 4)))
         kept, dropped = drop_hallucinations(words)
         if dropped:
             logger.info("dropped %d hallucinated span(s): %s", len(dropped), [d.text for d in dropped])
         return AsrResult(words=kept, dropped=dropped)
+
+
+def _punctuate(text: str, following_raw: str | None) -> str:
+    """Whisper separates Chinese phrases with a space and ends a segment at a pause, without
+    punctuation when unprompted: a comma before a spaced phrase, a full stop at a segment's end."""
+    if _is_punctuation(text[-1]):
+        return text
+    if following_raw is None:
+        return text + "。"
+    return text + "，" if following_raw.startswith(" ") else text
 
 
 def drop_hallucinations(words: list[Word]) -> tuple[list[Word], list[DroppedText]]:

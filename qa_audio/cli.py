@@ -27,6 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 class OutputFormat(StrEnum):
     json = "json"
     md = "md"
+    html = "html"
 
 
 def _version(value: bool) -> None:
@@ -47,7 +48,8 @@ def main(
 def analyze(
     audio: Annotated[Path, typer.Argument(help="The recording: WAV (PCM, float, G.711), FLAC, MP3 or OGG.")],
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="json (the QA queue's "
-                                                        "contract) or md (a transcript to read).")] = OutputFormat.json,
+                                                        "contract), md (transcript and sheet) or html (a report "
+                                                        "page with the audio).")] = OutputFormat.json,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     asr_model: Annotated[str, typer.Option(help="'base' (packaged, offline), another faster-whisper "
                                            "model name, or a local CTranslate2 model folder.")] = "base",
@@ -66,7 +68,7 @@ def analyze(
     from qa_audio.asr import AsrOptions
     from qa_audio.audio import AudioError
     from qa_audio.models import ModelNotFoundError
-    from qa_audio.output import render_markdown, to_json
+    from qa_audio.output import render_markdown, to_json, to_json_dict
     from qa_audio.pipeline import AnalyzeOptions, Analyzer
     from qa_audio.rule_files import RuleFileError
 
@@ -84,7 +86,16 @@ def analyze(
         _fail(str(exc), EXIT_BAD_INPUT)
     except (RuleFileError, ModelNotFoundError) as exc:
         _fail(str(exc), EXIT_BAD_SETUP)
-    text = to_json(analysis) if output_format is OutputFormat.json else render_markdown(analysis)
+    if output_format is OutputFormat.json:
+        text = to_json(analysis)
+    elif output_format is OutputFormat.md:
+        from qa_audio.rubric import render_rubric_markdown
+
+        text = render_markdown(analysis) + "\n" + render_rubric_markdown(to_json_dict(analysis)["rubric"])
+    else:
+        from qa_audio.report_html import render_html
+
+        text = render_html(to_json_dict(analysis), audio)
     if output is None:
         sys.stdout.write(text)
     else:

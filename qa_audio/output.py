@@ -11,9 +11,10 @@ from typing import Any
 
 from qa_audio import __version__
 from qa_audio.pipeline import CallAnalysis
+from qa_audio.rubric import fill_rubric
 from qa_audio.transcript import Turn
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 ROLE_NAMES = {"agent": "坐席", "customer": "客户"}
 
 
@@ -39,6 +40,8 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
         "acoustics": analysis.acoustics.to_dict() if analysis.acoustics else None,
         "timings": analysis.timings,
     }
+    if analysis.rubric_sheet is not None:
+        result["rubric"] = fill_rubric(result, analysis.rubric_sheet)
     if extra:
         result.update(extra)
     return result

@@ -20,6 +20,7 @@ from qa_audio.asr import AsrOptions, DroppedText, Transcriber
 from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
 from qa_audio.checks import run_checks
 from qa_audio.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
+from qa_audio.rubric import RubricSheet, load_rubric
 from qa_audio.rulebook import load_rulebook
 from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word
 
@@ -71,6 +72,8 @@ class CallAnalysis:
     acoustics: Acoustics | None = None
     findings: list = field(default_factory=list)
     """rule findings (``checks.Finding``) and acoustic findings, sorted by start; each has ``to_dict()``"""
+    rubric_sheet: RubricSheet | None = None
+    """the inspector's sheet (rules/rubric.yaml) that ``output.to_json_dict`` pre-fills"""
 
 
 class Analyzer:
@@ -85,6 +88,7 @@ class Analyzer:
         self._role_cues = load_role_cues(self.options.rules_dir)
         self._rulebook = load_rulebook(self.options.rules_dir)
         self._acoustic_bands = load_acoustic_bands(self.options.rules_dir)
+        self._rubric_sheet = load_rubric(self.options.rules_dir)  # a bad sheet fails here, before any audio
 
     @property
     def transcriber(self) -> Transcriber:
@@ -189,7 +193,7 @@ class Analyzer:
         }
         return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
                             settings=settings, timings={k: round(v, 3) for k, v in timings.items()},
-                            acoustics=acoustics, findings=findings)
+                            acoustics=acoustics, findings=findings, rubric_sheet=self._rubric_sheet)
 
 
 def analyze_file(path: Path | str, options: AnalyzeOptions | None = None) -> CallAnalysis:

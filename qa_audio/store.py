@@ -385,8 +385,11 @@ class Store:
 
 
 def min_confidence(result: dict[str, Any]) -> float | None:
-    """The lowest confidence the result states: rubric items', and the role assignment's."""
-    values = [item.get("confidence") for item in (result.get("rubric") or {}).get("items") or []]
+    """The lowest confidence of what the result decides: its ``auto`` rubric items and the role
+    assignment. ``suggested`` items are leans for the inspector (their confidence is low by
+    design); counting them would send most calls to the low-confidence queue."""
+    values = [item.get("confidence") for item in (result.get("rubric") or {}).get("items") or []
+              if item.get("status") == "auto"]
     values.append((result.get("roles") or {}).get("confidence"))
     numbers = [float(v) for v in values if isinstance(v, int | float)]
     return round(min(numbers), 4) if numbers else None

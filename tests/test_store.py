@@ -46,7 +46,7 @@ def test_a_call_is_stored_once_with_its_findings_and_rubric(tmp_path):
     findings = [{"rule": "forbidden_phrase", "role": "agent", "start": 1.0, "end": 2.0, "severity": "0-2"},
                 {"rule": "greeting", "role": "agent", "start": 0.0, "end": 3.0, "level": 1}]
     rubric = {"items": [{"id": "7b", "name": "化解冲突能力", "points": 15, "score": 2, "confidence": 0.4,
-                         "status": "prefilled", "evidence": []}],
+                         "status": "auto", "evidence": []}],
               "total": 55, "max_total": 100, "flags": ["fatal"], "problems": [], "suggestions": []}
     assert store.add_result(k, result(findings=findings, rubric=rubric), run_id=None)
     assert not store.add_result(k, result(), run_id=None), "a second insert of the same hash is refused"
@@ -127,7 +127,12 @@ def test_wal_and_integrity(tmp_path):
                            "VALUES ('a', 'p', 0, 'now', 'bogus', '{}')")
 
 
-def test_min_confidence_takes_the_lowest():
+def test_min_confidence_takes_the_lowest_decided_value():
     assert min_confidence({"roles": {"confidence": 0.7},
-                           "rubric": {"items": [{"confidence": 0.9}, {"confidence": 0.3}]}}) == 0.3
+                           "rubric": {"items": [{"confidence": 0.9, "status": "auto"},
+                                                {"confidence": 0.3, "status": "auto"}]}}) == 0.3
+    # a suggested item is a lean for the inspector, not a decision: it does not queue the call
+    assert min_confidence({"roles": {"confidence": 0.7},
+                           "rubric": {"items": [{"confidence": 0.9, "status": "auto"},
+                                                {"confidence": 0.3, "status": "suggested"}]}}) == 0.7
     assert min_confidence({}) is None

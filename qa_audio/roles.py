@@ -27,6 +27,7 @@ class RoleCue:
 @dataclass(frozen=True)
 class RoleCues:
     cues: tuple[RoleCue, ...]
+    customer_cues: tuple[RoleCue, ...]
     first_speaker_weight: float
     saturation: float
     low_confidence: float
@@ -53,7 +54,20 @@ def load_role_cues(rules_dir: Path | None = None) -> RoleCues:
     if not path.exists():
         path = DEFAULT_RULES_DIR / ROLES_FILE  # a deployment's rules folder may leave roles as shipped
     data = load_rule_file(path)
-    items = require(data, "cues", list, path)
+    cues = _read_cues(data, "cues", path)
+    customer_cues = _read_cues(data, "customer_cues", path) if "customer_cues" in data else []
+    first = require(data, "first_speaker_weight", (int, float), path)
+    saturation = require(data, "saturation", (int, float), path)
+    if saturation <= 0:
+        raise RuleFileError(path, data.line_of("saturation"), f"saturation must be positive, not {saturation}")
+    low = require(data, "low_confidence", (int, float), path)
+    if not 0 <= low <= 1:
+        raise RuleFileError(path, data.line_of("low_confidence"), f"low_confidence must be 0-1, not {low}")
+    return RoleCues(tuple(cues), tuple(customer_cues), float(first), float(saturation), float(low))
+
+
+def _read_cues(data, key: str, path: Path) -> list[RoleCue]:
+    items = require(data, key, list, path)
     cues = []
     for index, item in enumerate(items):
         line = items.item_lines[index] if isinstance(items, LineList) else None
@@ -67,14 +81,7 @@ def load_role_cues(rules_dir: Path | None = None) -> RoleCues:
         if not isinstance(heard_as, list) or not all(isinstance(h, str) for h in heard_as):
             raise RuleFileError(path, item.line_of("heard_as"), "'heard_as' must be a list of phrases")
         cues.append(RoleCue(phrase, float(weight), tuple(heard_as)))
-    first = require(data, "first_speaker_weight", (int, float), path)
-    saturation = require(data, "saturation", (int, float), path)
-    if saturation <= 0:
-        raise RuleFileError(path, data.line_of("saturation"), f"saturation must be positive, not {saturation}")
-    low = require(data, "low_confidence", (int, float), path)
-    if not 0 <= low <= 1:
-        raise RuleFileError(path, data.line_of("low_confidence"), f"low_confidence must be 0-1, not {low}")
-    return RoleCues(tuple(cues), float(first), float(saturation), float(low))
+    return cues
 
 
 def assign_by_channel(speakers: list[str], agent_speaker: str) -> RoleAssignment:
@@ -101,6 +108,11 @@ def assign_by_cues(
             if count:
                 heard.append(cue.phrase)
                 score += cue.weight * count
+        for cue in cues.customer_cues:
+            count = sum(plain.count(_plain(form)) for form in (cue.phrase, *cue.heard_as))
+            if count:
+                heard.append(f"-{cue.phrase}")
+                score -= cue.weight * count
         if speaker == first_speaker:
             score += cues.first_speaker_weight
             heard.append("(spoke first)")
@@ -110,7 +122,7 @@ def assign_by_cues(
         return RoleAssignment(roles={}, confidence=0.0, method="cues")
     agent = max(scores, key=lambda s: (scores[s], s == first_speaker))
     roles: dict[str, Role] = {s: ("agent" if s == agent else "customer") for s in scores}
-    total = sum(scores.values())
+    total = sum(abs(v) for v in scores.values())  # customer cues make scores negative
     if len(scores) == 1:
         confidence = 0.5  # one voice: nothing to compare against
     elif total == 0:
@@ -119,7 +131,7 @@ def assign_by_cues(
         # Weak evidence (only "spoke first") must not look certain: below `saturation` total cue
         # weight the margin is scaled down.
         runner_up = max(v for s, v in scores.items() if s != agent)
-        confidence = 0.5 + 0.5 * (scores[agent] - runner_up) / max(total, cues.saturation)
+        confidence = min(1.0, 0.5 + 0.5 * (scores[agent] - runner_up) / max(total, cues.saturation))
     return RoleAssignment(roles=roles, confidence=confidence, method="cues", evidence=evidence)
 
 

@@ -75,6 +75,16 @@ def test_roles_by_cues_pick_the_agent_even_with_asr_homophones():
     assert "工号" in result.evidence["SPEAKER_01"]
 
 
+def test_customer_cues_decide_a_call_whose_greeting_was_only_nin_hao():
+    # the diarizer glued the agent's short 您好 onto the customer's first turn (call03's failure)
+    cues = load_role_cues()
+    texts = {"SPEAKER_00": "您好我想查一下我这个月话费对我上周去了一趟日本",
+             "SPEAKER_01": "您的手机号码是多少您这个月除了月租五十八元好的再见"}
+    result = assign_by_cues(texts, first_speaker="SPEAKER_00", cues=cues)
+    assert result.roles["SPEAKER_01"] == "agent"
+    assert "-我想" in result.evidence["SPEAKER_00"]
+
+
 def test_roles_without_cues_fall_back_to_first_speaker_with_low_confidence():
     cues = load_role_cues()
     result = assign_by_cues({"X": "嗯好的", "Y": "是的是的"}, first_speaker="Y", cues=cues)

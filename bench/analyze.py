@@ -51,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--calls", nargs="*", help="only these call names")
+    parser.add_argument("--save-json", type=Path, help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
     args = parser.parse_args()
 
     from qa_audio import privacy
@@ -91,6 +92,11 @@ def main() -> int:
             analysis_times.append(time.perf_counter() - t0)
             bare_times.append(bare_asr_seconds(model, path, analyzer.options.asr))
         duration = analysis.audio.duration
+        if args.save_json:
+            from qa_audio.output import to_json
+
+            args.save_json.mkdir(parents=True, exist_ok=True)
+            (args.save_json / f"{truth['name']}.json").write_text(to_json(analysis), encoding="utf-8")
         a_s, b_s = statistics.median(analysis_times), statistics.median(bare_times)
         turns = analysis.transcript.turns
         all_ref = "".join(t["text"] for t in sorted(truth["turns"], key=lambda t: t["start"]))

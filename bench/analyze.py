@@ -51,7 +51,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--calls", nargs="*", help="only these call names")
-    parser.add_argument("--save-json", type=Path, help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
+    parser.add_argument("--save-json", type=Path,
+                        help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
     args = parser.parse_args()
 
     from qa_audio import privacy

@@ -290,7 +290,7 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
 
 
 def _with_threads(options: AnalyzeOptions, threads: int) -> AnalyzeOptions:
-    return replace(options, asr=replace(options.asr, cpu_threads=threads))
+    return replace(options, threads=threads, asr=replace(options.asr, cpu_threads=threads))
 
 
 def _run_local(jobs: list[Job], options: AnalyzeOptions, threads: int, workers: int,
@@ -399,7 +399,7 @@ def init_worker(options: AnalyzeOptions, threads: int, parent_pid: int | None = 
         import torch
 
         torch.set_num_threads(threads)
-        _analyzer = _BatchAnalyzer(options, threads)
+        _analyzer = Analyzer(_with_threads(options, threads))
         _analyzer.transcriber  # noqa: B018  (load the ASR model now, not inside the first call)
     except Exception as exc:  # reported with the first job: a broken pool would hide the reason
         logger.exception("worker setup failed")
@@ -447,20 +447,3 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-class _BatchAnalyzer(Analyzer):
-    """An Analyzer whose diarizer uses ``threads`` torch threads (the stock one takes up to 4)."""
-
-    def __init__(self, options: AnalyzeOptions, threads: int):
-        super().__init__(options)
-        self.threads = threads
-
-    @property
-    def diarizer(self):  # type: ignore[override]
-        if self._diarizer is None:
-            from qa_audio.diarize import DiarizationOptions, Diarizer
-
-            self._diarizer = Diarizer(DiarizationOptions(num_speakers=self.options.num_speakers,
-                                                         num_threads=self.threads))
-        return self._diarizer

@@ -57,6 +57,8 @@ class AnalyzeOptions:
     agent_channel: int = 0
     """stereo only: the channel that holds the agent"""
     rules_dir: Path | None = None
+    threads: int = 0
+    """CPU threads for the diarizer (0: its default); a batch gives each worker cores / workers"""
     max_turn_gap: float = 1.5
     """a pause longer than this inside one speaker's words starts a new turn"""
 
@@ -102,7 +104,8 @@ class Analyzer:
         if self._diarizer is None:
             from qa_audio.diarize import DiarizationOptions, Diarizer
 
-            self._diarizer = Diarizer(DiarizationOptions(num_speakers=self.options.num_speakers))
+            self._diarizer = Diarizer(DiarizationOptions(num_speakers=self.options.num_speakers,
+                                                         num_threads=self.options.threads))
         return self._diarizer
 
     def analyze(self, path: Path | str, progress: Progress | None = None) -> CallAnalysis:

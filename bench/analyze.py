@@ -51,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--calls", nargs="*", help="only these call names")
+    parser.add_argument("--beam-size", type=int, help="ASR beam width (default: the product's default)")
     parser.add_argument("--save-json", type=Path,
                         help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
     args = parser.parse_args()
@@ -71,7 +72,14 @@ def main() -> int:
     from qa_audio.pipeline import Analyzer
 
     started = time.perf_counter()
-    analyzer = Analyzer()
+    from dataclasses import replace
+
+    from qa_audio.pipeline import AnalyzeOptions
+
+    options = AnalyzeOptions()
+    if args.beam_size:
+        options = replace(options, asr=replace(options.asr, beam_size=args.beam_size))
+    analyzer = Analyzer(options)
     model = analyzer.transcriber._model
     load_asr = time.perf_counter() - started
     started = time.perf_counter()

@@ -455,7 +455,7 @@ def _measure_span(
         resolution=0.25,  # 0.25 st grid: 3x cheaper Viterbi than 0.1, far finer than any band here
         center=True,
     )
-    acc.pitch_frames += int(sum(p.size for p in pieces[::2]) / hop)
+    acc.pitch_frames += sum(1 + p.size // hop for p in pieces[::2])  # the blocks' own frames, not the gaps'
     acc.f0.append(f0[voiced & np.isfinite(f0)])
 
 

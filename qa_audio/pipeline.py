@@ -6,6 +6,7 @@ are loaded once per :class:`Analyzer`, so a batch analyses many calls with one l
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -218,10 +219,15 @@ def build_turns(words: list[tuple[str, Word]], roles: dict, max_gap: float) -> l
     for speaker, own in by_speaker.items():
         own.sort(key=lambda w: w.start)
         others = sorted((w for s, w in words if s != speaker), key=lambda w: w.start)
+        other_starts = [w.start for w in others]
         group: list[Word] = [own[0]]
         for word in own[1:]:
             gap_start, gap_end = group[-1].end, word.start
-            replied = any(o.start >= gap_start and o.end <= gap_end for o in others)
+            # only the other speakers' words starting inside the gap can fit in it: bisect to them
+            # instead of scanning every word for every gap (quadratic on a long call)
+            first = bisect.bisect_left(other_starts, gap_start)
+            last = bisect.bisect_right(other_starts, gap_end)
+            replied = any(o.end <= gap_end for o in others[first:last])
             if gap_end - gap_start > max_gap or replied:
                 turns.append(_turn(speaker, roles, group))
                 group = []

@@ -4,8 +4,10 @@
 
 Per call, median of --repeat runs with models loaded once (as a batch runs):
 - RTF of the whole analysis and of bare faster-whisper on the same file with the same decoding
-  settings (faster-whisper decoding the file itself, one pass over the mixed-down audio); their
-  ratio is the pipeline's overhead;
+  settings (faster-whisper decoding the file itself, one pass over the mixed-down audio, batched
+  exactly as the product decodes); their ratio is the pipeline's overhead;
+- with --sequential, also the RTF of faster-whisper's plain one-window-after-another
+  ``WhisperModel.transcribe`` (the library's default) for reference;
 - CER of all text, and "role CER": the agent's and the customer's text each against their truth,
   so a word given to the wrong party counts as an error;
 - DER (pyannote.metrics, collar 0.25 s total) of the speech intervals for mono calls, with the
@@ -27,14 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.metrics import cer, der, load_truths, median  # noqa: E402
 
 
-def bare_asr_seconds(model, path: str, options) -> float:
+def bare_asr_seconds(model, path: str, options, batched=None) -> float:
+    """faster-whisper alone on the file: batched like the product when ``batched`` is given."""
     started = time.perf_counter()
-    segments, _ = model.transcribe(
+    extra = {"batch_size": options.batch_size} if batched is not None else {}
+    segments, _ = (batched or model).transcribe(
         path, language=options.language, beam_size=options.beam_size, word_timestamps=True,
         vad_filter=True, initial_prompt=options.initial_prompt,
         condition_on_previous_text=options.condition_on_previous_text,
         vad_parameters={"min_silence_duration_ms": options.vad_min_silence_ms,
                         "speech_pad_ms": options.vad_speech_pad_ms},
+        **extra,
     )
     for _ in segments:  # the generator does the work
         pass
@@ -52,6 +57,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--calls", nargs="*", help="only these call names")
     parser.add_argument("--beam-size", type=int, help="ASR beam width (default: the product's default)")
+    parser.add_argument("--batch-size", type=int,
+                        help="ASR batch size (default: the product's; 0 = sequential decoding)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also time faster-whisper's plain sequential transcribe (the library default)")
     parser.add_argument("--save-json", type=Path,
                         help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
     args = parser.parse_args()
@@ -79,27 +88,32 @@ def main() -> int:
     options = AnalyzeOptions()
     if args.beam_size:
         options = replace(options, asr=replace(options.asr, beam_size=args.beam_size))
+    if args.batch_size is not None:
+        options = replace(options, asr=replace(options.asr, batch_size=args.batch_size))
     analyzer = Analyzer(options)
     model = analyzer.transcriber._model
+    batched = analyzer.transcriber._batched
     load_asr = time.perf_counter() - started
     started = time.perf_counter()
     _ = analyzer.diarizer
     load_diarizer = time.perf_counter() - started
 
     header = (f"{'call':34} {'ch':>2} {'dur s':>6} {'analyze':>8} {'RTF':>6} {'bare ASR':>8} {'RTF':>6} "
-              f"{'overhead':>8} {'CER':>6} {'roleCER':>7} {'DER':>6}")
+              f"{'overhead':>8} {'CER':>6} {'roleCER':>7} {'DER':>6}" + (f" {'seqRTF':>6}" if args.sequential else ""))
     print(header)
     print("-" * len(header))
     rows = []
     for truth in truths:
         path = truth["audio_path"]
-        analysis_times, bare_times = [], []
+        analysis_times, bare_times, sequential_times = [], [], []
         analysis = None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             analysis = analyzer.analyze(path)
             analysis_times.append(time.perf_counter() - t0)
-            bare_times.append(bare_asr_seconds(model, path, analyzer.options.asr))
+            bare_times.append(bare_asr_seconds(model, path, analyzer.options.asr, batched))
+            if args.sequential:
+                sequential_times.append(bare_asr_seconds(model, path, analyzer.options.asr))
         duration = analysis.audio.duration
         if args.save_json:
             from qa_audio.output import to_json
@@ -124,23 +138,30 @@ def main() -> int:
             diar = der(reference, hypothesis)["der"]
         row = {"name": truth["name"], "channels": truth["channels"], "duration": duration,
                "analyze_s": a_s, "rtf": a_s / duration, "bare_s": b_s, "bare_rtf": b_s / duration,
-               "overhead": a_s / b_s, "cer": cer(all_ref, all_hyp), "role_cer": role_cer, "der": diar}
+               "overhead": a_s / b_s, "cer": cer(all_ref, all_hyp), "role_cer": role_cer, "der": diar,
+               "sequential_rtf": statistics.median(sequential_times) / duration if sequential_times else None}
         rows.append(row)
         print(f"{row['name'][:34]:34} {row['channels']:>2} {duration:6.1f} {a_s:8.2f} {row['rtf']:6.3f} "
               f"{b_s:8.2f} {row['bare_rtf']:6.3f} {row['overhead']:8.2f} {row['cer']:6.3f} "
-              f"{role_cer:7.3f} {'' if diar is None else f'{diar:6.3f}':>6}", flush=True)
+              f"{role_cer:7.3f} {'' if diar is None else f'{diar:6.3f}':>6}"
+              + (f" {row['sequential_rtf']:6.3f}" if args.sequential else ""), flush=True)
     print("-" * len(header))
     mono = [r["der"] for r in rows if r["der"] is not None]
     print(f"{'median':34} {'':>2} {median([r['duration'] for r in rows]):6.1f} "
           f"{median([r['analyze_s'] for r in rows]):8.2f} {median([r['rtf'] for r in rows]):6.3f} "
           f"{median([r['bare_s'] for r in rows]):8.2f} {median([r['bare_rtf'] for r in rows]):6.3f} "
           f"{median([r['overhead'] for r in rows]):8.2f} {median([r['cer'] for r in rows]):6.3f} "
-          f"{median([r['role_cer'] for r in rows]):7.3f} {median(mono) if mono else float('nan'):6.3f}")
+          f"{median([r['role_cer'] for r in rows]):7.3f} {median(mono) if mono else float('nan'):6.3f}"
+          + (f" {median([r['sequential_rtf'] for r in rows]):6.3f}" if args.sequential else ""))
     total_audio = sum(r["duration"] for r in rows)
     total_analyze = sum(r["analyze_s"] for r in rows)
     total_bare = sum(r["bare_s"] for r in rows)
     print(f"\nall calls: {total_audio:.0f} s of audio analysed at {total_audio / total_analyze:.1f}x real time "
           f"(bare faster-whisper {total_audio / total_bare:.1f}x); overhead {total_analyze / total_bare:.2f}")
+    if args.sequential:
+        total_sequential = sum(r["sequential_rtf"] * r["duration"] for r in rows)
+        print(f"faster-whisper's sequential transcribe: {total_audio / total_sequential:.1f}x real time; "
+              f"analyze takes {total_analyze / total_sequential:.2f} of its time")
     print(f"one-off per process: ASR model load {load_asr:.1f} s, diarizer load {load_diarizer:.1f} s, "
           f"cold import of pyannote.audio {pyannote_import:.1f} s")
     return 0

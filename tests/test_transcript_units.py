@@ -111,3 +111,24 @@ def test_sentence_initial_word_timed_into_silence_moves_to_its_speech():
     # a word that ends its own sentence stays, even if Whisper stretched its end into the pause
     last = [Word(41.2, 41.42, "坏", 0.9), Word(41.42, 42.3, "的。", 0.9), Word(46.2, 46.4, "费", 0.8)]
     assert snap_orphan_words(last, speech) == last
+
+
+def test_punctuate_ends_sentences_at_pauses_and_segment_ends() -> None:
+    from qa_audio.asr import SENTENCE_PAUSE_S, _punctuate
+
+    assert _punctuate("您好", " 星河", 0.1) == "您好，"  # a spaced phrase, no pause: comma
+    assert _punctuate("您好", "星河", 0.1) == "您好"  # one phrase split into two tokens
+    assert _punctuate("再见", None) == "再见。"  # the segment's last word
+    assert _punctuate("查询一下", " 好的", SENTENCE_PAUSE_S + 0.1) == "查询一下。"  # a sentence pause
+    assert _punctuate("对吗？", " 是的", 2.0) == "对吗？"  # Whisper's own punctuation is kept
+
+
+def test_uncovered_finds_speech_that_no_word_covers() -> None:
+    from qa_audio.asr import _uncovered
+
+    heard = words("您好请问", 1.0, 0.25)  # 1.0-2.0 s
+    # a region fully covered, one with its last 1.5 s empty, one with nothing heard at all
+    regions = [(0.9, 2.1), (3.0, 6.0), (8.0, 8.5), (10.0, 11.2)]
+    heard += words("好的", 3.0, 0.75)  # 3.0-4.5 s
+    assert _uncovered(regions, heard, 0.8) == [(4.5, 6.0), (10.0, 11.2)]  # 8.0-8.5 is too short
+    assert _uncovered(regions, heard, 2.0) == []

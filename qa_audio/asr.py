@@ -91,7 +91,7 @@ class Transcriber:
     """A loaded Whisper model (loaded once: a batch reuses it for every call)."""
 
     def __init__(self, options: AsrOptions | None = None):
-        from faster_whisper import WhisperModel  # heavy import, only when a model is needed
+        from faster_whisper import BatchedInferencePipeline, WhisperModel  # heavy: only when a model is needed
 
         self.options = options or AsrOptions()
         opts = self.options
@@ -108,8 +108,6 @@ class Transcriber:
             )
         self._batched = None
         if opts.batch_size > 0:
-            from faster_whisper import BatchedInferencePipeline
-
             self._batched = BatchedInferencePipeline(self._model)
         import opencc
 
@@ -122,11 +120,69 @@ class Transcriber:
                 "faster_whisper": faster_whisper.__version__}
 
     def transcribe(
-        self, samples: np.ndarray, progress: Callable[[float], None] | None = None
+        self,
+        samples: np.ndarray,
+        progress: Callable[[float], None] | None = None,
+        speech: list[tuple[float, float]] | None = None,
     ) -> AsrResult:
-        """Words with times (seconds from the start of ``samples``, 16 kHz mono float32)."""
+        """Words with times (seconds from the start of ``samples``, 16 kHz mono float32).
+
+        ``speech``: where someone speaks (seconds), when the caller knows already; it only decides
+        which stretches the second pass looks at (default: Silero VAD with the ASR's settings).
+        """
+        words = self.decode(samples, progress)
+        if self._batched is not None:
+            words = self.fill_gaps(samples, words, speech)
+        return self.finish(words)
+
+    def decode(self, samples: np.ndarray, progress: Callable[[float], None] | None = None) -> list[Word]:
+        """The first pass: faster-whisper over the whole signal, with its own VAD."""
+        segments, info = (
+            self._batched.transcribe(samples, batch_size=self.options.batch_size, **self._settings())
+            if self._batched is not None
+            else self._model.transcribe(samples, **self._settings())
+        )
+        return self._words(segments, info, progress)
+
+    def fill_gaps(self, samples: np.ndarray, words: list[Word],
+                  speech: list[tuple[float, float]] | None = None) -> list[Word]:
+        """Decode again, each on its own, the stretches of ``speech`` that ``words`` leave empty
+        (batched decoding can end a chunk early); keep what Whisper hears there as speech."""
         opts = self.options
-        settings = dict(
+        if speech is None:
+            from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+            vad = VadOptions(min_silence_duration_ms=opts.vad_min_silence_ms, speech_pad_ms=opts.vad_speech_pad_ms)
+            speech = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in get_speech_timestamps(samples, vad)]
+        end_of_audio = samples.size / SAMPLE_RATE
+        pad = opts.vad_speech_pad_ms / 1000
+        gaps = [(max(0.0, start - pad), min(end + pad, start + 30.0, end_of_audio))
+                for start, end in _uncovered(speech, words, GAP_MIN_S)]
+        if not gaps:
+            return words
+        from faster_whisper import BatchedInferencePipeline
+
+        segments, info = (self._batched or BatchedInferencePipeline(self._model)).transcribe(
+            samples, batch_size=max(1, opts.batch_size),
+            clip_timestamps=[{"start": start, "end": end} for start, end in gaps],
+            **{**self._settings(), "vad_filter": False})
+        found = [w for w in self._words(segments, info, None, GAP_MAX_NO_SPEECH_PROB)
+                 if any(start <= w.start and w.end <= end for start, end in gaps)
+                 and not any(w.start < o.end and o.start < w.end for o in words)]
+        logger.info("decoded %d uncovered stretch(es) of speech again: %s -> %r", len(gaps),
+                    [(round(a, 2), round(b, 2)) for a, b in gaps], "".join(w.text for w in found))
+        return sorted(words + found, key=lambda w: (w.start, w.end))
+
+    def finish(self, words: list[Word]) -> AsrResult:
+        """Drop decoding loops and stock phrases, and say what was dropped."""
+        kept, dropped = drop_hallucinations(words)
+        if dropped:
+            logger.info("dropped %d hallucinated span(s): %s", len(dropped), [d.text for d in dropped])
+        return AsrResult(words=kept, dropped=dropped)
+
+    def _settings(self) -> dict:
+        opts = self.options
+        return dict(
             language=opts.language,
             beam_size=opts.beam_size,
             word_timestamps=True,
@@ -137,17 +193,6 @@ class Transcriber:
             hotwords=opts.hotwords,
             condition_on_previous_text=opts.condition_on_previous_text,
         )
-        if self._batched is not None:
-            segments, info = self._batched.transcribe(samples, batch_size=opts.batch_size, **settings)
-        else:
-            segments, info = self._model.transcribe(samples, **settings)
-        words = self._words(segments, info, progress)
-        if self._batched is not None:
-            words = self._fill_gaps(samples, words, settings)
-        kept, dropped = drop_hallucinations(words)
-        if dropped:
-            logger.info("dropped %d hallucinated span(s): %s", len(dropped), [d.text for d in dropped])
-        return AsrResult(words=kept, dropped=dropped)
 
     def _words(self, segments, info, progress: Callable[[float], None] | None,
                max_no_speech_prob: float = 1.0) -> list[Word]:
@@ -167,27 +212,6 @@ class Transcriber:
                 words.append(Word(start=round(w.start, 3), end=round(w.end, 3), text=text,
                                   probability=round(w.probability, 4)))
         return words
-
-    def _fill_gaps(self, samples: np.ndarray, words: list[Word], settings: dict) -> list[Word]:
-        """Decode again, each on its own, the stretches of speech that the batched pass left without
-        a word; keep what it hears there."""
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        opts = self.options
-        vad = VadOptions(min_silence_duration_ms=opts.vad_min_silence_ms, speech_pad_ms=opts.vad_speech_pad_ms)
-        regions = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in get_speech_timestamps(samples, vad)]
-        gaps = [(start, min(end, start + 30.0)) for start, end in _uncovered(regions, words, GAP_MIN_S)]
-        if not gaps:
-            return words
-        segments, info = self._batched.transcribe(
-            samples, batch_size=opts.batch_size,
-            clip_timestamps=[{"start": start, "end": end} for start, end in gaps],
-            **{**settings, "vad_filter": False})
-        found = [w for w in self._words(segments, info, None, GAP_MAX_NO_SPEECH_PROB)
-                 if any(start - 0.1 <= w.start and w.end <= end + 0.1 for start, end in gaps)]
-        logger.info("decoded %d uncovered stretch(es) of speech again: %s -> %r", len(gaps),
-                    [(round(a, 2), round(b, 2)) for a, b in gaps], "".join(w.text for w in found))
-        return sorted(words + found, key=lambda w: (w.start, w.end))
 
 
 def _uncovered(regions: list[tuple[float, float]], words: list[Word], min_length: float) -> list[tuple[float, float]]:

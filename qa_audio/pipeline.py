@@ -142,12 +142,16 @@ class Analyzer:
             if not speech:
                 raise AudioError(audio.path, "no speech found (only noise or silence)")
             mark = time.perf_counter()
+            # Each party is decoded on its own channel, so talk-over costs neither party its words.
+            # (Measured: decoding both channels end to end in one batched pass was ~1.5x faster, but
+            # lost whole customer turns at chunk ends that only the second pass brought back.)
             for index, (speaker, samples) in enumerate(zip(speakers, audio.channels, strict=True)):
-                if not any(s.speaker == speaker for s in speech):
+                own_speech = [s for s in speech if s.speaker == speaker]
+                if not own_speech:
                     continue  # a silent channel: nothing to transcribe
                 result = self.transcriber.transcribe(
-                    samples, progress=lambda f, i=index: report("asr", (i + f) / 2))
-                own_speech = [s for s in speech if s.speaker == speaker]
+                    samples, progress=lambda f, i=index: report("asr", (i + f) / 2),
+                    speech=[(s.start, s.end) for s in own_speech])
                 words += [(speaker, w) for w in snap_orphan_words(result.words, own_speech)]
                 dropped += [(speaker, d) for d in result.dropped]
             timings["asr"] = time.perf_counter() - mark
@@ -163,12 +167,14 @@ class Analyzer:
                 diarized = pool.submit(_timed, diarizer, mixed, MODEL_SAMPLE_RATE,
                                        progress=lambda stage, f: report("diarize", f))
                 mark = time.perf_counter()
-                result = transcriber.transcribe(mixed, progress=lambda f: report("asr", f))
-                timings["asr"] = time.perf_counter() - mark
+                heard = transcriber.decode(mixed, progress=lambda f: report("asr", f))
                 speech, timings["speakers"] = diarized.result()
             speaker_settings = {"method": "diarization", **diarizer.settings()}
             if not speech:
                 raise AudioError(audio.path, "no speech found (only noise or silence)")
+            # the diarizer's speech says where the ASR's second pass should look
+            result = transcriber.finish(transcriber.fill_gaps(mixed, heard, [(s.start, s.end) for s in speech]))
+            timings["asr"] = time.perf_counter() - mark
             words = [(_speaker_for(w, speech), w) for w in snap_orphan_words(result.words, speech)]
             dropped = [(_speaker_for_span(d.start, d.end, speech), d) for d in result.dropped]
         report("asr", 1.0)

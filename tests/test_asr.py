@@ -51,6 +51,24 @@ def test_sequential_decoding_gives_the_same_words_as_batched(transcriber):
     assert "语音识别" in "".join(one_by_one)
 
 
+def test_second_pass_decodes_speech_the_first_pass_left_empty(transcriber):
+    """fill_gaps re-decodes speech that no word covers (a batched chunk ended early) and keeps what
+    it hears there, at the right times; covered speech is left alone."""
+    audio = load_audio(DATA / "rapidasr_asr_example_zh.wav")
+    samples = audio.mono()
+    first = transcriber.decode(samples)
+    cut = len(first) // 2
+    kept = first[:cut]  # pretend the first pass lost the second half of the sentence
+    speech = [(first[0].start, first[-1].end)]
+    filled = transcriber.fill_gaps(samples, kept, speech)
+    assert filled[:cut] == kept
+    recovered = "".join(w.text for w in filled[cut:])
+    lost = "".join(w.text for w in first[cut:])
+    assert recovered and cer(lost.rstrip("。，"), recovered.rstrip("。，")) <= 0.35, (lost, recovered)
+    assert all(w.start >= kept[-1].end - 0.05 for w in filled[cut:])
+    assert transcriber.fill_gaps(samples, first, speech) == first  # nothing uncovered: no second pass
+
+
 def test_settings_echo_the_model_and_options(transcriber):
     settings = transcriber.settings()
     assert settings["model"] == "base"

@@ -289,7 +289,10 @@ def snap_orphan_words(words: list[Word], speech: list[SpeechInterval], min_insid
         if inside / duration >= min_inside and not (sentence_start and runs_past):
             out.append(word)
             continue
-        target = next((s for s in intervals if s.end > following.start and s.start >= word.end), None)
+        # the interval the next word is in (or the first after it), as long as it starts after this
+        # word does: a word that straddles its interval's start moves to that start, not past the
+        # next word into a later interval
+        target = next((s for s in intervals if s.end > following.start and s.start > word.start), None)
         if target is None:
             out.append(word)
             continue

@@ -113,6 +113,19 @@ def test_sentence_initial_word_timed_into_silence_moves_to_its_speech():
     assert snap_orphan_words(last, speech) == last
 
 
+def test_word_straddling_its_speech_start_stays_before_the_next_word():
+    """call12: Whisper timed 非常 at 15.76-15.98, the speech starts at 15.94 and 抱 at 15.98; the word
+    must move to 15.94, not into the next interval after 抱歉... (which read 请非常您稍后)."""
+    from qa_audio.pipeline import snap_orphan_words
+
+    speech = [SpeechInterval("CH0", 15.94, 19.036), SpeechInterval("CH0", 19.3, 22.78)]
+    heard = [Word(15.76, 15.98, "非常", 0.4), Word(15.98, 16.22, "抱", 0.9), Word(16.22, 16.42, "歉", 0.9),
+             Word(18.78, 19.46, "请", 0.7), Word(19.46, 19.66, "您", 0.9)]
+    snapped = snap_orphan_words(heard, speech)
+    assert [w.text for w in sorted(snapped, key=lambda w: w.start)] == ["非常", "抱", "歉", "请", "您"]
+    assert snapped[0].start == 15.94 and snapped[0].end <= 15.98
+
+
 def test_punctuate_ends_sentences_at_pauses_and_segment_ends() -> None:
     from qa_audio.asr import SENTENCE_PAUSE_S, _punctuate
 

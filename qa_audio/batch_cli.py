@@ -71,6 +71,9 @@ def batch(
                                                   "cluster of --workers processes).")] = None,
     asr_model: Annotated[str, typer.Option(help="As for analyze.")] = "base",
     beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
+    asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
+                                                "together; 0 decodes one 30-s window after another "
+                                                "(slower).")] = 8,
     agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
     rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder.", file_okay=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any file failed.")] = False,
@@ -91,8 +94,8 @@ def batch(
         if not source.exists():
             _fail(f"{source}: no such file or folder", EXIT_BAD_INPUT)
     options = BatchOptions(
-        analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size), agent_channel=agent_channel,
-                               rules_dir=rules),
+        analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
+                               agent_channel=agent_channel, rules_dir=rules),
         workers=workers, threads=threads, max_duration=max_duration * 3600, retry_failed=retry_failed,
         engine=engine.value, scheduler=scheduler,
         extensions=tuple(e.strip() if e.strip().startswith(".") else "." + e.strip()

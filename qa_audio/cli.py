@@ -54,6 +54,9 @@ def analyze(
     asr_model: Annotated[str, typer.Option(help="'base' (packaged, offline), another faster-whisper "
                                            "model name, or a local CTranslate2 model folder.")] = "base",
     beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
+    asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
+                                                "together; 0 decodes one 30-s window after another "
+                                                "(slower).")] = 8,
     agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
     num_speakers: Annotated[int | None, typer.Option(min=1, max=6, help="Mono: the number of voices, "
                                                      "if known.")] = None,
@@ -73,7 +76,7 @@ def analyze(
     from qa_audio.rule_files import RuleFileError
 
     options = AnalyzeOptions(
-        asr=AsrOptions(model=asr_model, beam_size=beam_size),
+        asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
         agent_channel=agent_channel,
         num_speakers=num_speakers,
         rules_dir=rules,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_analyze_works_with_hub_offline_and_writes_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.exists()
+    settings = json.loads(out.read_text(encoding="utf-8"))["settings"]["asr"]
+    assert settings["batch_size"] == 8 and settings["beam_size"] == 5  # the defaults, echoed
     # no cache, device id or telemetry file in the home folder, and no temporary file left behind
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["out.json"], written

@@ -92,7 +92,7 @@ def main() -> int:
         options = replace(options, asr=replace(options.asr, batch_size=args.batch_size))
     analyzer = Analyzer(options)
     model = analyzer.transcriber._model
-    batched = analyzer.transcriber._batched
+    batched = analyzer.transcriber._batched if options.asr.batch_size > 0 else None
     load_asr = time.perf_counter() - started
     started = time.perf_counter()
     _ = analyzer.diarizer

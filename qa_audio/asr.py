@@ -106,9 +106,8 @@ class Transcriber:
             self._model = WhisperModel(
                 opts.model, device=opts.device, compute_type=opts.compute_type, cpu_threads=opts.cpu_threads,
             )
-        self._batched = None
-        if opts.batch_size > 0:
-            self._batched = BatchedInferencePipeline(self._model)
+        # batched decoding (batch_size > 0) and the second pass over uncovered speech use it
+        self._batched = BatchedInferencePipeline(self._model)
         import opencc
 
         self._to_simplified = opencc.OpenCC("t2s").convert
@@ -130,16 +129,13 @@ class Transcriber:
         ``speech``: where someone speaks (seconds), when the caller knows already; it only decides
         which stretches the second pass looks at (default: Silero VAD with the ASR's settings).
         """
-        words = self.decode(samples, progress)
-        if self._batched is not None:
-            words = self.fill_gaps(samples, words, speech)
-        return self.finish(words)
+        return self.finish(self.fill_gaps(samples, self.decode(samples, progress), speech))
 
     def decode(self, samples: np.ndarray, progress: Callable[[float], None] | None = None) -> list[Word]:
         """The first pass: faster-whisper over the whole signal, with its own VAD."""
         segments, info = (
             self._batched.transcribe(samples, batch_size=self.options.batch_size, **self._settings())
-            if self._batched is not None
+            if self.options.batch_size > 0
             else self._model.transcribe(samples, **self._settings())
         )
         return self._words(segments, info, progress)
@@ -160,9 +156,7 @@ class Transcriber:
                 for start, end in _uncovered(speech, words, GAP_MIN_S)]
         if not gaps:
             return words
-        from faster_whisper import BatchedInferencePipeline
-
-        segments, info = (self._batched or BatchedInferencePipeline(self._model)).transcribe(
+        segments, info = self._batched.transcribe(
             samples, batch_size=max(1, opts.batch_size),
             clip_timestamps=[{"start": start, "end": end} for start, end in gaps],
             **{**self._settings(), "vad_filter": False})

@@ -29,18 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.metrics import cer, der, load_truths, median  # noqa: E402
 
 
-def bare_asr_seconds(model, path: str, options, batched=None) -> float:
-    """faster-whisper alone on the file: batched like the product when ``batched`` is given."""
+def bare_asr_seconds(transcriber, path: str, batched: bool) -> float:
+    """faster-whisper alone on the file, with the product's decoding settings (batched or not)."""
     started = time.perf_counter()
-    extra = {"batch_size": options.batch_size} if batched is not None else {}
-    segments, _ = (batched or model).transcribe(
-        path, language=options.language, beam_size=options.beam_size, word_timestamps=True,
-        vad_filter=True, initial_prompt=options.initial_prompt,
-        condition_on_previous_text=options.condition_on_previous_text,
-        vad_parameters={"min_silence_duration_ms": options.vad_min_silence_ms,
-                        "speech_pad_ms": options.vad_speech_pad_ms},
-        **extra,
-    )
+    if batched:
+        segments, _ = transcriber._batched.transcribe(path, batch_size=transcriber.options.batch_size,
+                                                      **transcriber.decode_settings())
+    else:
+        segments, _ = transcriber._model.transcribe(path, **transcriber.decode_settings())
     for _ in segments:  # the generator does the work
         pass
     return time.perf_counter() - started
@@ -91,8 +87,7 @@ def main() -> int:
     if args.batch_size is not None:
         options = replace(options, asr=replace(options.asr, batch_size=args.batch_size))
     analyzer = Analyzer(options)
-    model = analyzer.transcriber._model
-    batched = analyzer.transcriber._batched if options.asr.batch_size > 0 else None
+    transcriber = analyzer.transcriber
     load_asr = time.perf_counter() - started
     started = time.perf_counter()
     _ = analyzer.diarizer
@@ -114,9 +109,9 @@ def main() -> int:
             t0 = time.perf_counter()
             analysis = analyzer.analyze(path)
             analysis_times.append(time.perf_counter() - t0)
-            bare_times.append(bare_asr_seconds(model, path, analyzer.options.asr, batched))
+            bare_times.append(bare_asr_seconds(transcriber, path, options.asr.batch_size > 0))
             if args.sequential:
-                sequential_times.append(bare_asr_seconds(model, path, analyzer.options.asr))
+                sequential_times.append(bare_asr_seconds(transcriber, path, batched=False))
         duration = analysis.audio.duration
         if args.save_json:
             from qa_audio.output import to_json

@@ -134,9 +134,9 @@ class Transcriber:
     def decode(self, samples: np.ndarray, progress: Callable[[float], None] | None = None) -> list[Word]:
         """The first pass: faster-whisper over the whole signal, with its own VAD."""
         segments, info = (
-            self._batched.transcribe(samples, batch_size=self.options.batch_size, **self._settings())
+            self._batched.transcribe(samples, batch_size=self.options.batch_size, **self.decode_settings())
             if self.options.batch_size > 0
-            else self._model.transcribe(samples, **self._settings())
+            else self._model.transcribe(samples, **self.decode_settings())
         )
         return self._words(segments, info, progress)
 
@@ -159,7 +159,7 @@ class Transcriber:
         segments, info = self._batched.transcribe(
             samples, batch_size=max(1, opts.batch_size),
             clip_timestamps=[{"start": start, "end": end} for start, end in gaps],
-            **{**self._settings(), "vad_filter": False})
+            **{**self.decode_settings(), "vad_filter": False})
         found = [w for w in self._words(segments, info, None, GAP_MAX_NO_SPEECH_PROB)
                  if any(start <= w.start and w.end <= end for start, end in gaps)
                  and not any(w.start < o.end and o.start < w.end for o in words)]
@@ -174,7 +174,8 @@ class Transcriber:
             logger.info("dropped %d hallucinated span(s): %s", len(dropped), [d.text for d in dropped])
         return AsrResult(words=kept, dropped=dropped)
 
-    def _settings(self) -> dict:
+    def decode_settings(self) -> dict:
+        """faster-whisper ``transcribe`` keywords for these options (``bench/`` decodes with them too)."""
         opts = self.options
         return dict(
             language=opts.language,

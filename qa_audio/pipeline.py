@@ -198,7 +198,6 @@ class Analyzer:
         if stereo:
             party_audio = dict(zip(speakers, audio.channels, strict=True))
         else:
-            mixed = audio.mono()
             party_audio = {speaker: mixed for speaker in {s.speaker for s in speech}}
         acoustics = analyze_acoustics(party_audio, transcript, self._acoustic_bands, MODEL_SAMPLE_RATE)
         timings["acoustics"] = time.perf_counter() - mark

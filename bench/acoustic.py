@@ -3,7 +3,7 @@
     .venv/bin/python bench/acoustic.py            # everything
     .venv/bin/python bench/acoustic.py --quick    # rate + pitch only, one repeat
 
-1. Speech rate: real Mandarin sentences (``/work/shared/real_speech``) time-stretched with
+1. Speech rate: real Mandarin sentences (``sample_calls/real_speech``) time-stretched with
    ``sox tempo X``; truth = characters / (voiced time of the clean original / X), clean and through a
    telephone channel (8 kHz, 300-3400 Hz, mu-law round trip, back to 16 kHz).
 2. Pitch: harmonic tones and semitone-linear glides synthesised with numpy, clean and telephone.
@@ -31,16 +31,12 @@ from scipy.signal import butter, sosfiltfilt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa_audio.acoustic import (  # noqa: E402
-    AcousticBands,
-    acoustic_findings,
-    analyze_acoustics,
-    count_chars,
-    load_acoustic_bands,
-)
-from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word  # noqa: E402
+from qa_audio.acoustic.bands import AcousticBands, load_acoustic_bands  # noqa: E402
+from qa_audio.acoustic.measure import analyze_acoustics, count_chars  # noqa: E402
+from qa_audio.checks.acoustic import acoustic_findings  # noqa: E402
+from qa_audio.schema import SpeechInterval, Transcript, Turn, Word  # noqa: E402
 
-REAL = ROOT.parent / "shared" / "real_speech"
+REAL = ROOT / "sample_calls" / "real_speech"
 # sox output committed for the tests, so they run where sox is not installed (CI, a bare machine).
 TEMPO_FIXTURES = ROOT / "tests" / "data" / "tempo"
 SR = 16000

@@ -32,11 +32,7 @@ from bench.metrics import cer, der, load_truths, median  # noqa: E402
 def bare_asr_seconds(transcriber, path: str, batched: bool) -> float:
     """faster-whisper alone on the file, with the product's decoding settings (batched or not)."""
     started = time.perf_counter()
-    if batched:
-        segments, _ = transcriber._batched.transcribe(path, batch_size=transcriber.options.batch_size,
-                                                      **transcriber.decode_settings())
-    else:
-        segments, _ = transcriber._model.transcribe(path, **transcriber.decode_settings())
+    segments, _ = transcriber.faster_whisper(path, batched=batched)
     for _ in segments:  # the generator does the work
         pass
     return time.perf_counter() - started
@@ -74,12 +70,12 @@ def main() -> int:
     import pyannote.audio  # noqa: F401  (measured: the CLI pays this once per mono call)
 
     pyannote_import = time.perf_counter() - started
-    from qa_audio.pipeline import Analyzer
+    from qa_audio import Analyzer
 
     started = time.perf_counter()
     from dataclasses import replace
 
-    from qa_audio.pipeline import AnalyzeOptions
+    from qa_audio import AnalyzeOptions
 
     options = AnalyzeOptions()
     if args.beam_size:
@@ -114,7 +110,7 @@ def main() -> int:
                 sequential_times.append(bare_asr_seconds(transcriber, path, batched=False))
         duration = analysis.audio.duration
         if args.save_json:
-            from qa_audio.output import to_json
+            from qa_audio.report.json_output import to_json
 
             args.save_json.mkdir(parents=True, exist_ok=True)
             (args.save_json / f"{truth['name']}.json").write_text(to_json(analysis), encoding="utf-8")

@@ -4,7 +4,7 @@
 
 - "analyze per file": one `python -m qa_audio analyze FILE -q -o /dev/null` process per call, one
   after the other (what a shell loop over the archive does: models loaded for every call);
-- "batch WxT": `python -m qa_audio.batch_cli batch` over a temp copy of the same calls into a fresh
+- "batch WxT": `python -m qa_audio.cli.batch batch` over a temp copy of the same calls into a fresh
   temp database, W worker processes × T threads each (models loaded once per worker).
 Each is timed end to end (wall clock, process start to exit). Speed = seconds of audio per
 wall second; the figure the bar asks for is batch speed / analyze-per-file speed.
@@ -70,7 +70,7 @@ def main() -> int:
             archive.mkdir()
             for path in files:
                 shutil.copy(path, archive / path.name)
-            wall = run([sys.executable, "-m", "qa_audio.batch_cli", "batch", str(archive), "--db",
+            wall = run([sys.executable, "-m", "qa_audio.cli.batch", "batch", str(archive), "--db",
                         str(Path(folder) / "qa.db"), "--workers", str(workers), "--threads", str(threads), "-q"])
         figures[f"batch_{layout}_s"] = wall
         line = f"batch {layout} (workers x threads): {wall:.1f} s wall, {audio / wall:.2f}× real time"

@@ -30,7 +30,7 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa_audio.diarize import SAMPLE_RATE, DiarizationOptions, Diarizer  # noqa: E402
+from qa_audio.speech.diarize import SAMPLE_RATE, DiarizationOptions, Diarizer  # noqa: E402
 
 COLLAR = 0.25
 

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa_audio.rubric import band_index, fill_rubric, load_rubric  # noqa: E402
+from qa_audio.rubric import band_index, fill_rubric_from_result, load_rubric  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CALLS = ROOT / "sample_calls"
@@ -52,7 +52,7 @@ def load_results(names: list[str], from_dir: Path | None) -> dict[str, dict[str,
             from qa_audio.pipeline import Analyzer
 
             analyzer = Analyzer()
-        from qa_audio.output import to_json_dict
+        from qa_audio.report.json_output import to_json_dict
 
         audio = next(p for p in SAMPLE_CALLS.glob(f"{name}.*") if p.suffix in (".wav", ".flac"))
         results[name] = to_json_dict(analyzer.analyze(audio))
@@ -65,7 +65,7 @@ def evaluate(results: dict[str, dict[str, Any]], sheets: dict[str, dict[str, Any
     pairs: list[dict[str, Any]] = []
     calls = []
     for name, result in sorted(results.items()):
-        rubric = fill_rubric(result, rubric_sheet)
+        rubric = fill_rubric_from_result(result, rubric_sheet).to_dict()
         truth_items = sheets[name]["items"]
         scored_ids = []
         for item in rubric["items"]:

@@ -1,6 +1,6 @@
 """Precision and recall of the rule checks on sample_calls/, beside a raw-transcript baseline.
 
-    .venv/bin/python bench/rules.py            # transcripts from qa_audio.pipeline.analyze_file
+    .venv/bin/python bench/rules.py            # transcripts from qa_audio.Analyzer
     .venv/bin/python bench/rules.py --oracle   # transcripts built from the truth turns (no ASR)
     .venv/bin/python bench/rules.py --calls call03 call07 --json out/rules_bench.json
 
@@ -34,10 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa_audio.checks import run_checks  # noqa: E402
-from qa_audio.phrase_match import Heard, normalise  # noqa: E402
-from qa_audio.rulebook import Rulebook, load_rulebook  # noqa: E402
-from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word  # noqa: E402
+from qa_audio.checks.phrase_match import Heard, normalise  # noqa: E402
+from qa_audio.checks.rulebook import Rulebook, load_rulebook  # noqa: E402
+from qa_audio.checks.script import run_checks  # noqa: E402
+from qa_audio.schema import SpeechInterval, Transcript, Turn, Word  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CALLS = ROOT / "sample_calls"
@@ -81,20 +81,13 @@ _analyzer: Any = None
 def asr_transcript(path: str) -> tuple[Transcript, float]:
     """The pipeline's transcript of one call, and the seconds ``analyze`` took (models loaded once)."""
     global _analyzer
-    try:
-        from qa_audio.pipeline import analyze_file
-    except ImportError as exc:  # the pipeline is written in parallel; say so instead of a traceback
-        raise SystemExit(f"qa_audio.pipeline.analyze_file is not available yet ({exc}); "
-                         "run with --oracle to measure the rules on the truth turns") from exc
-    try:  # analyze_file reloads the models on every call; a batch keeps one Analyzer, as here
-        from qa_audio.pipeline import Analyzer
-    except ImportError:
-        Analyzer = None  # noqa: N806
-    if Analyzer is not None and _analyzer is None:
+    from qa_audio import Analyzer
+
+    if _analyzer is None:
         _analyzer = Analyzer()
         _analyzer.analyze(path)  # warm-up: model load and first-call costs are not per-call costs
     t0 = time.perf_counter()
-    analysis = _analyzer.analyze(path) if _analyzer is not None else analyze_file(path)
+    analysis = _analyzer.analyze(path)
     return analysis.transcript, time.perf_counter() - t0
 
 

@@ -1,3 +1,3 @@
-from qa_audio.cli import app
+from qa_audio.cli.main import app
 
 app(prog_name="qa-audio")

@@ -1,8 +1,15 @@
-"""Reading the YAML files in ``rules/`` so that every mistake names its file and line.
+"""Finding and reading the rule files (``qa_audio/rules/*.yaml``) so that every mistake names its file and line.
 
 A QA lead edits these files by hand; an error that says only "KeyError: 'phrases'" is useless to
 them. Mappings and lists loaded here remember the line they start on (1-based), and each mapping
 remembers the line of each key, so validators can say exactly where the problem is.
+
+The shipped rules are package data (``qa_audio/rules/``), so a wheel or a plain ``pip install .``
+carries them, the way faster-whisper ships its VAD model in ``faster_whisper/assets/``. Every
+loader finds its file through :func:`rule_file`, which has the one policy for a deployment's own
+folder (``--rules DIR``): it must hold every rule file, and a missing one is an error naming the
+folder and the file, never a silent fall-back to the shipped copy (a QA lead who forgot a file
+would otherwise be judged by rules they never saw).
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
+"""The rules shipped with qa-audio (package data)."""
 
 
 class RuleFileError(ValueError):
@@ -74,6 +84,24 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def rules_folder(rules_dir: Path | str | None) -> Path:
+    """The deployment's rules folder, or the shipped one; a folder that is not there is an error."""
+    directory = Path(rules_dir) if rules_dir is not None else DEFAULT_RULES_DIR
+    if not directory.is_dir():
+        raise RuleFileError(directory, None, "rules folder not found")
+    return directory
+
+
+def rule_file(rules_dir: Path | str | None, name: str) -> Path:
+    """The rule file ``name`` of the deployment's folder (default: the shipped rules)."""
+    directory = rules_folder(rules_dir)
+    path = directory / name
+    if not path.is_file():
+        raise RuleFileError(directory, None, f"{name} is missing: a rules folder holds every rule file "
+                                             f"(copy the shipped one from {DEFAULT_RULES_DIR / name})")
+    return path
 
 
 def load_rule_file(path: Path | str) -> Any:

@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_CALLS = ROOT / "sample_calls"
+REAL_SPEECH = SAMPLE_CALLS / "real_speech"  # bundled real Mandarin clips (see its README.md)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
 

@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_audio.acoustic import (
-    acoustic_findings,
-    analyze_acoustics,
-    count_chars,
-    judged_rate,
-    load_acoustic_bands,
-)
-from qa_audio.rule_files import RuleFileError
+from qa_audio.acoustic.bands import load_acoustic_bands
+from qa_audio.acoustic.measure import analyze_acoustics, count_chars
+from qa_audio.checks.acoustic import acoustic_findings, judged_rate
+from qa_audio.rule_files import DEFAULT_RULES_DIR, RuleFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("bench_acoustic", ROOT / "bench" / "acoustic.py")
@@ -37,7 +33,7 @@ def test_count_chars_counts_hanzi_and_digits_not_punctuation():
 
 
 def test_bad_band_names_file_and_line(tmp_path):
-    text = (ROOT / "rules" / "acoustic.yaml").read_text(encoding="utf-8")
+    text = (DEFAULT_RULES_DIR / "acoustic.yaml").read_text(encoding="utf-8")
     bad = text.replace("agent_band_cpm: [150, 380]", "agent_band_cpm: [380, 150]")
     assert bad != text
     (tmp_path / "acoustic.yaml").write_text(bad, encoding="utf-8")
@@ -94,7 +90,7 @@ def test_fast_turn_flagged_normal_not(bands, clip_cases):
         flagged[x] = [f for f in acoustic_findings(analyze_acoustics({"A": y}, tr, bands), tr, bands)
                       if f.rule == "speech_rate"]
     assert flagged[1.0] == []
-    assert [f.direction for f in flagged[1.6]] == ["too_fast"]
+    assert [f.details.direction for f in flagged[1.6]] == ["too_fast"]
     d = flagged[1.6][0].to_dict()
     assert {"rule", "role", "start", "end", "text", "confidence"} <= d.keys() and 0 < d["confidence"] <= 1
     assert d["value"] > d["band"]["max"]
@@ -138,8 +134,8 @@ def test_customer_agitation_flagged_when_louder_and_higher(bands):
     a = analyze_acoustics(chans, tr, bands)
     hot = [f for f in acoustic_findings(a, tr, bands) if f.rule == "customer_agitation"]
     assert len(hot) == 1 and hot[0].start == pytest.approx(tr.turns[5].start)
-    assert hot[0].detail["loudness_delta_db"] == pytest.approx(8.0, abs=1.5)
-    assert hot[0].detail["pitch_delta_st"] == pytest.approx(4.0, abs=0.7)
+    assert hot[0].details.detail["loudness_delta_db"] == pytest.approx(8.0, abs=1.5)
+    assert hot[0].details.detail["pitch_delta_st"] == pytest.approx(4.0, abs=0.7)
 
 
 def test_calm_customer_not_flagged_and_json(bands):

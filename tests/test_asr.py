@@ -12,7 +12,7 @@ import pytest
 from bench.metrics import cer
 from qa_audio.audio import load_audio
 
-from .conftest import DATA
+from .conftest import REAL_SPEECH
 
 TRADITIONAL_ONLY = set("們這個來說現會對時後過還點頭發經與為們樣麼")
 
@@ -23,7 +23,7 @@ def transcriber(analyzer):
 
 
 def test_packaged_base_model_transcribes_real_speech(transcriber):
-    audio = load_audio(DATA / "rapidasr_asr_example_zh.wav")
+    audio = load_audio(REAL_SPEECH / "rapidasr_asr_example_zh.wav")
     result = transcriber.transcribe(audio.mono())
     text = "".join(w.text for w in result.words)
     # Truth: 欢迎大家来体验达摩院推出的语音识别模型 (base hears 达摩 as 打磨: CER ~0.1)
@@ -41,9 +41,9 @@ def test_sequential_decoding_gives_the_same_words_as_batched(transcriber):
     """batch_size 0 is faster-whisper's one-window-after-another decoding: same model, same text here."""
     from dataclasses import replace
 
-    from qa_audio.asr import Transcriber
+    from qa_audio.speech.asr import Transcriber
 
-    audio = load_audio(DATA / "rapidasr_asr_example_zh.wav")
+    audio = load_audio(REAL_SPEECH / "rapidasr_asr_example_zh.wav")
     sequential = Transcriber(replace(transcriber.options, batch_size=0))
     assert sequential.settings()["batch_size"] == 0
     batched = [w.text for w in transcriber.transcribe(audio.mono()).words]
@@ -55,7 +55,7 @@ def test_sequential_decoding_gives_the_same_words_as_batched(transcriber):
 def test_second_pass_decodes_speech_the_first_pass_left_empty(transcriber):
     """fill_gaps re-decodes speech that no word covers (a batched chunk ended early) and keeps what
     it hears there, at the right times; covered speech is left alone."""
-    audio = load_audio(DATA / "rapidasr_asr_example_zh.wav")
+    audio = load_audio(REAL_SPEECH / "rapidasr_asr_example_zh.wav")
     samples = audio.mono()
     first = transcriber.decode(samples)
     cut = len(first) // 2
@@ -90,7 +90,7 @@ def test_analyze_works_with_hub_offline_and_writes_nothing(tmp_path):
                  "PYANNOTE_METRICS_ENABLED"):
         env.pop(name, None)
     result = subprocess.run(
-        [sys.executable, "-m", "qa_audio", "analyze", str(DATA / "fireredasr_BAC009S0764W0121.wav"),
+        [sys.executable, "-m", "qa_audio", "analyze", str(REAL_SPEECH / "fireredasr_BAC009S0764W0121.wav"),
          "--format", "json", "-o", str(out), "-q"],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )

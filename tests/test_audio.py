@@ -11,9 +11,9 @@ import soundfile
 
 from qa_audio.audio import MODEL_SAMPLE_RATE, AudioError, load_audio
 
-from .conftest import DATA
+from .conftest import REAL_SPEECH
 
-SPEECH = DATA / "rapidasr_asr_example_zh.wav"
+SPEECH = REAL_SPEECH / "rapidasr_asr_example_zh.wav"
 
 
 @pytest.fixture(scope="module")

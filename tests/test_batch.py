@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from qa_audio.batch import BatchOptions, discover, run_batch
-from qa_audio.export import ExportOptions, export_rows, read_reviews, write_rows
-from qa_audio.store import Store
+from qa_audio.batch.export import ExportOptions, export_rows, read_reviews, write_rows
+from qa_audio.batch.run import BatchOptions, discover, run_batch
+from qa_audio.batch.store import Store
 from tests.conftest import ROOT, SAMPLE_CALLS
 
 GOOD = ["call03_minimal_script.wav", "call09_talkover_stereo.wav", "call02_partial_script.wav"]
@@ -78,7 +78,7 @@ def count_calls(db: Path) -> int:
 def start_batch(archive: Path, db: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "qa_audio.batch_cli", "batch", str(archive), "--db", str(db), "--workers", "2",
+        [sys.executable, "-m", "qa_audio.cli.batch", "batch", str(archive), "--db", str(db), "--workers", "2",
          "--quiet"], cwd=archive.parent, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True)  # its own process group: the kill takes the workers too
 

@@ -7,12 +7,12 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from qa_audio.batch_cli import register
-from qa_audio.store import FileKey, Store
+from qa_audio.batch.store import FileKey, Store
+from qa_audio.cli.batch import register
 
 
 def app() -> typer.Typer:
-    from qa_audio.cli import app as main_app
+    from qa_audio.cli.main import app as main_app
 
     fresh = typer.Typer()
     fresh.registered_commands = list(main_app.registered_commands)

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from qa_audio.batch import BatchOptions, run_batch
-from qa_audio.store import Store
+from qa_audio.batch.run import BatchOptions, run_batch
+from qa_audio.batch.store import Store
 from tests.conftest import SAMPLE_CALLS
 
 pytest.importorskip("distributed")

@@ -1,4 +1,4 @@
-"""Diarization with the real packaged models on real voices (from ../shared/real_speech).
+"""Diarization with the real packaged models on real voices (from sample_calls/real_speech).
 
 Test audio is built in tmp_path: clips of two (or three) real speakers concatenated into a dialogue
 with known turn times, optionally through a telephone channel (8 kHz, 300-3400 Hz band, G.711 mu-law
@@ -21,14 +21,14 @@ import soxr
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SPEECH = REPO.parent / "shared" / "real_speech"
+REAL_SPEECH = REPO / "sample_calls" / "real_speech"
 SR = 16000
 BOUNDARY_TOLERANCE = 0.5  # seconds: hypothesis turn edges vs reference edges
 
 
 def _require_real_speech() -> Path:
     if not (REAL_SPEECH / "manifest.tsv").is_file():
-        pytest.fail(f"test audio folder missing: {REAL_SPEECH} (../shared/real_speech from the repo root)")
+        pytest.fail(f"test audio folder missing: {REAL_SPEECH} (sample_calls/real_speech in the repo)")
     return REAL_SPEECH
 
 
@@ -93,7 +93,7 @@ def _telephone(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def diarizer():
-    from qa_audio.diarize import Diarizer
+    from qa_audio.speech.diarize import Diarizer
 
     return Diarizer()
 
@@ -124,7 +124,7 @@ def _der(turns: Turns, hyp) -> float:
 
 
 def test_import_is_lazy() -> None:
-    code = "import sys, qa_audio.diarize; assert 'pyannote.audio' not in sys.modules, 'eager pyannote import'"
+    code = "import sys, qa_audio.speech.diarize; assert 'pyannote.audio' not in sys.modules, 'eager pyannote import'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -143,7 +143,7 @@ def test_campplus_loads_strict() -> None:
     import torch
 
     from qa_audio import models
-    from qa_audio.speaker_embedding import CAMPPlusEmbedding, load_campplus
+    from qa_audio.speech.embedding import CAMPPlusEmbedding, load_campplus
 
     model = load_campplus()
     assert model.dimension == 192
@@ -157,7 +157,7 @@ def test_campplus_same_speaker_closer() -> None:
     """Two AISHELL-1 S0764 utterances are closer than S0764 vs S0724, at 16 kHz and by telephone."""
     import torch
 
-    from qa_audio.speaker_embedding import load_campplus
+    from qa_audio.speech.embedding import load_campplus
 
     model = load_campplus()
     clips = [
@@ -181,9 +181,15 @@ def test_campplus_same_speaker_closer() -> None:
 
 def test_two_speakers_telephone(diarizer, two_speaker_call) -> None:
     samples, turns = two_speaker_call
-    calls: list[tuple[str, float]] = []
-    hyp = diarizer(samples, 16000, progress=lambda stage, f: calls.append((stage, f)))
-    assert {stage for stage, _ in calls} >= {"segmentation", "embeddings", "clustering"}
+    calls: list[tuple[str, float, float]] = []
+
+    def hook(step: str, *, completed: float, total: float) -> None:
+        calls.append((step, completed, total))
+
+    hyp = diarizer(samples, 16000, progress=hook)
+    assert {stage for stage, _, _ in calls} >= {"segmentation", "embeddings", "clustering"}
+    assert all(0 <= done <= total for _, done, total in calls)
+    assert calls[-1] == ("clustering", 1, 1)
     # contract: sorted, labels numbered by first appearance
     assert [h.start for h in hyp] == sorted(h.start for h in hyp)
     first_seen = list(dict.fromkeys(h.speaker for h in hyp))
@@ -212,7 +218,7 @@ def test_two_speakers_telephone(diarizer, two_speaker_call) -> None:
 
 def test_three_voices_and_forced_count(diarizer) -> None:
     """A transfer: a third voice takes over; found with the default options. num_speakers=2 obeyed."""
-    from qa_audio.diarize import DiarizationOptions, Diarizer
+    from qa_audio.speech.diarize import DiarizationOptions, Diarizer
 
     a = _pieces(_load("soulx_female_mandarin.wav"), 2)
     b = _pieces(_load("fireredtts2_zh_S1.flac"), 2)

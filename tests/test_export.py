@@ -8,8 +8,15 @@ import json
 
 import pytest
 
-from qa_audio.export import ExportOptions, ReviewSheetError, agreement_report, export_rows, read_reviews, write_rows
-from qa_audio.store import FileKey, Store
+from qa_audio.batch.export import (
+    ExportOptions,
+    ReviewSheetError,
+    agreement_report,
+    export_rows,
+    read_reviews,
+    write_rows,
+)
+from qa_audio.batch.store import FileKey, Store
 
 
 def add(store: Store, name: str, *, total=None, flags=(), confidence=0.9, findings=(), items=()) -> str:
@@ -89,9 +96,11 @@ def test_reviews_round_trip_and_agreement(tmp_path):
     prefills = [(2, 2), (13, 14), (4, 12), (6, 3), (14, 13)]  # (pre-fill, inspector) for item 7b
     ids = []
     for n, (prefill, _) in enumerate(prefills):
-        ids.append(add(store, f"c{n}", total=70, items=[{"id": "7b", "points": 15, "score": prefill,
-                                                         "confidence": 0.8},
-                                                        {"id": "1b", "points": 2, "score": 2, "confidence": 0.9}]))
+        # the bands as the rubric writes them (rules/rubric.yaml's, overlapping ones merged)
+        ids.append(add(store, f"c{n}", total=70, items=[
+            {"id": "7b", "points": 15, "score": prefill, "confidence": 0.8,
+             "bands": [[0, 2], [3, 5], [6, 8], [9, 12], [13, 15]]},
+            {"id": "1b", "points": 2, "score": 2, "confidence": 0.9, "bands": [[0, 0], [1, 1], [2, 2]]}]))
     sheet = tmp_path / "sheet.csv"
     lines = ["call_id,item_id,inspector_score,inspector,reviewed_at"]
     lines += [f"{cid},7b,{inspector},王芳,2026-01-02" for cid, (_, inspector) in zip(ids, prefills, strict=True)]

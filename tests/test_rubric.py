@@ -5,20 +5,17 @@ Fast: hand-built analyze results (the findings' shapes are those of rules/FINDIN
 
 from __future__ import annotations
 
-import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qa_audio.rubric import (
-    RuleFileError,
-    fill_rubric,
-    load_rubric,
-    parse_rubric,
-    render_rubric_markdown,
-)
+from qa_audio.report.markdown import render_rubric_markdown
+from qa_audio.rubric import fill_rubric_from_result, load_rubric, parse_rubric
+from qa_audio.rule_files import DEFAULT_RULES_DIR, RuleFileError
+from tests.helpers import good_call, phrase, turn, with_finding
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CALLS = ROOT / "sample_calls"
@@ -30,58 +27,9 @@ def sheet():
     return load_rubric()
 
 
-def turn(role: str, start: float, end: float, text: str) -> dict[str, Any]:
-    return {"speaker": "CH0" if role == "agent" else "CH1", "role": role, "start": start, "end": end,
-            "text": text, "words": []}
-
-
-def good_call(**changes: Any) -> dict[str, Any]:
-    """A clean 40 s stereo call: full script, no violations."""
-    result: dict[str, Any] = {
-        "audio": {"duration": 40.0},
-        "roles": {"method": "channel_map", "confidence": 1.0},
-        "speech": [{"speaker": "CH0", "role": "agent", "start": 0.8, "end": 6.0},
-                   {"speaker": "CH1", "role": "customer", "start": 7.0, "end": 12.0}],
-        "turns": [turn("agent", 0.8, 6.0, "您好！星河通信，工号1024为您服务，请问有什么可以帮您？"),
-                  turn("customer", 7.0, 12.0, "我想查一下话费。"),
-                  turn("agent", 13.0, 30.0, "好的，您这个月的话费是五十八元。"),
-                  turn("agent", 31.0, 36.0, "感谢您的来电，祝您生活愉快，再见！")],
-        "findings": [
-            {"rule": "answer_delay", "role": "agent", "start": 0.0, "end": 0.8, "text": "", "seconds": 0.8,
-             "max_s": 15.0, "within_limit": True},
-            {"rule": "greeting", "role": "agent", "start": 0.8, "end": 6.0, "text": "您好星河通信", "level": 2,
-             "parts_found": ["greeting", "company", "agent_id", "offer_help"], "parts_missing": [],
-             "evidence": [{"part": "company", "phrase": "星河通信", "text": "星河通信", "start": 1.2, "end": 2.0,
-                           "score": 0.96}], "agent_id_digits": "1024", "agent_id_complete": True},
-            {"rule": "politeness", "role": "agent", "start": 0.0, "end": 40.0, "text": "", "count": 5,
-             "per_phrase": {"请问": 2, "感谢": 1, "您好": 2}, "evidence": []},
-            {"rule": "fillers", "role": "agent", "start": 0.0, "end": 40.0, "text": "", "count": 0,
-             "per_phrase": {}, "evidence": []},
-            {"rule": "empathy_after_complaint", "role": "agent", "start": 0.0, "end": 40.0, "text": "", "count": 0,
-             "answered": 0, "unanswered": 0, "evidence": []},
-            {"rule": "anything_else", "role": "agent", "start": 29.0, "end": 30.0, "text": "还有什么可以帮您",
-             "phrase": "还有什么可以帮您", "score": 1.0, "asked": True, "before_close": True},
-            {"rule": "closing", "role": "agent", "start": 31.0, "end": 36.0, "text": "感谢您的来电祝您生活愉快再见",
-             "level": 2, "parts_found": ["thanks", "wish", "goodbye"], "parts_missing": [], "evidence": []},
-            {"rule": "last_speaker", "role": "agent", "start": 31.0, "end": 36.0, "text": "", "last_speaker": "agent"},
-        ],
-        "acoustics": {"parties": {"CH0": {"speaker": "CH0", "role": "agent", "longest_pause_s": 0.6},
-                                  "CH1": {"speaker": "CH1", "role": "customer", "longest_pause_s": 0.4}}},
-    }
-    result.update(changes)
-    return result
-
-
-def with_finding(result: dict[str, Any], rule: str, **fields: Any) -> dict[str, Any]:
-    """The result with the (single) finding of ``rule`` changed, or a new one added."""
-    result = copy.deepcopy(result)
-    for finding in result["findings"]:
-        if finding["rule"] == rule and "start" not in fields:
-            finding.update(fields)
-            return result
-    base = {"rule": rule, "role": "agent", "start": 10.0, "end": 11.0, "text": ""}
-    result["findings"].append({**base, **fields})
-    return result
+def fill(result: dict[str, Any], sheet) -> dict[str, Any]:
+    """The sheet filled from a hand-made result, as the JSON has it."""
+    return fill_rubric_from_result(result, sheet).to_dict()
 
 
 def item(rubric: dict[str, Any], item_id: str) -> dict[str, Any]:
@@ -89,7 +37,7 @@ def item(rubric: dict[str, Any], item_id: str) -> dict[str, Any]:
 
 
 def score(result: dict[str, Any], item_id: str, sheet) -> float | None:
-    return item(fill_rubric(result, sheet), item_id)["score"]
+    return item(fill(result, sheet), item_id)["score"]
 
 
 # ------------------------------------------------------------------ the sheet as data
@@ -102,7 +50,7 @@ def test_shipped_sheet_has_the_inspectors_items(sheet):
 
 
 def test_clean_call_prefill_and_contract(sheet):
-    rubric = fill_rubric(good_call(), sheet)
+    rubric = fill(good_call(), sheet)
     for key in ("items", "total", "max_total", "flags", "problems", "suggestions"):
         assert key in rubric
     for entry in rubric["items"]:
@@ -125,7 +73,7 @@ def test_another_centres_sheet_is_just_another_file(tmp_path):
         "    bands: [{min: 0, max: 0, text: 无}, {min: 4, max: 4, text: 完整}]\n"
         "    rules:\n      - when: {rule: greeting, level: 2}\n        set: 4\n", encoding="utf-8")
     custom = parse_rubric(path)
-    rubric = fill_rubric(good_call(), custom)
+    rubric = fill(good_call(), custom)
     assert rubric["max_total"] == 4 and rubric["total"] == 4
     assert item(rubric, "A")["band"] == "完整"
 
@@ -215,15 +163,10 @@ def test_empathy_after_a_complaint_leans_7b(sheet):
 # ------------------------------------------------------------------ the sheet's caps and the flags
 
 
-def phrase(start: float, severity: str, text: str) -> dict[str, Any]:
-    return {"rule": "forbidden_phrase", "role": "agent", "start": start, "end": start + 1.2, "text": text,
-            "phrase": text, "severity": severity, "score": 0.95, "source": "forbidden_phrases.yaml:31"}
-
-
 def test_a_severe_phrase_caps_7b_at_2_and_is_fatal(sheet):
     result = good_call()
     result["findings"].append(phrase(20.0, "0-2", "你问我我问谁"))
-    rubric = fill_rubric(result, sheet)
+    rubric = fill(result, sheet)
     entry = item(rubric, "7b")
     assert entry["score"] == 2
     assert entry["status"] == "auto"
@@ -241,7 +184,7 @@ def test_a_severe_phrase_caps_even_a_good_complaint_handling(sheet):
 def test_two_severe_phrases_take_7b_to_the_band_floor(sheet):
     result = good_call()
     result["findings"] += [phrase(20.0, "0-2", "你问我我问谁"), phrase(25.0, "0-2", "你投诉都没用的")]
-    rubric = fill_rubric(result, sheet)
+    rubric = fill(result, sheet)
     assert item(rubric, "7b")["score"] == 0
     # one problem line per finding family, worded by the worse (repeated) rule
     lines = [p for p in rubric["problems"] if p.startswith("化解冲突能力")]
@@ -252,36 +195,36 @@ def test_two_severe_phrases_take_7b_to_the_band_floor(sheet):
 def test_a_minor_phrase_caps_7b_at_5_and_is_not_fatal(sheet):
     result = good_call()
     result["findings"].append(phrase(20.0, "3-5", "我不知道"))
-    rubric = fill_rubric(result, sheet)
+    rubric = fill(result, sheet)
     assert item(rubric, "7b")["score"] == 5 and item(rubric, "7b")["status"] == "auto"
     assert "fatal" not in rubric["flags"]
-    assert fill_rubric(good_call(), sheet)["flags"] == []
+    assert fill(good_call(), sheet)["flags"] == []
 
 
 def test_dead_air_caps_7b_at_11_but_a_hold_does_not(sheet):
     silence = {"start": 18.0, "end": 24.6, "role": "none", "duration": 6.6}
     dead = with_finding(good_call(), "silence", **silence, hold_notice=False)
     hold = with_finding(good_call(), "silence", **silence, hold_notice=True, hold_notice_text="请您稍等")
-    dead_item = item(fill_rubric(dead, sheet), "7b")
+    dead_item = item(fill(dead, sheet), "7b")
     assert dead_item["score"] == 11 and dead_item["status"] == "auto"
     assert "冷场" in dead_item["band"]  # the overlapping 9-11 band is the one the cap names
-    assert item(fill_rubric(hold, sheet), "7b")["score"] == 12
-    assert item(fill_rubric(hold, sheet), "7b")["status"] == "suggested"
+    assert item(fill(hold, sheet), "7b")["score"] == 12
+    assert item(fill(hold, sheet), "7b")["status"] == "suggested"
 
 
 def test_low_role_confidence_needs_review_and_demotes_auto(sheet):
     result = good_call(roles={"method": "cues", "confidence": 0.55})
-    rubric = fill_rubric(result, sheet)
+    rubric = fill(result, sheet)
     assert "needs_review" in rubric["flags"]
     assert item(rubric, "1b")["status"] == "suggested" and item(rubric, "1b")["demoted_from"] == "auto"
     assert item(rubric, "1b")["confidence"] < 0.6
-    assert "needs_review" not in fill_rubric(good_call(), sheet)["flags"]
+    assert "needs_review" not in fill(good_call(), sheet)["flags"]
 
 
 def test_a_doubtful_greeting_match_needs_review(sheet):
     result = good_call()
     result["findings"][1]["evidence"][0]["score"] = 0.5
-    rubric = fill_rubric(result, sheet)
+    rubric = fill(result, sheet)
     assert item(rubric, "1b")["confidence"] == 0.5
     assert "needs_review" in rubric["flags"]
 
@@ -289,7 +232,7 @@ def test_a_doubtful_greeting_match_needs_review(sheet):
 def test_markdown_table_and_footer(sheet):
     result = good_call()
     result["findings"].append(phrase(20.0, "0-2", "你问我我问谁"))
-    text = render_rubric_markdown(fill_rubric(result, sheet))
+    text = render_rubric_markdown(fill_rubric_from_result(result, sheet))
     assert "| 序号 | 项目 | 分值 | 得分 |" in text
     for item_id in ITEM_IDS:
         assert f"| {item_id} |" in text
@@ -330,9 +273,18 @@ def test_malformed_sheet_is_rejected_with_file_and_line(tmp_path, text, line, re
 
 
 def test_load_rubric_reads_a_rules_folder(tmp_path):
-    (tmp_path / "rubric.yaml").write_text("items: []\n", encoding="utf-8")
+    shutil.copytree(DEFAULT_RULES_DIR, tmp_path / "rules")
+    (tmp_path / "rules" / "rubric.yaml").write_text("items: []\n", encoding="utf-8")
     with pytest.raises(RuleFileError, match="rubric.yaml:1"):
-        load_rubric(tmp_path)
+        load_rubric(tmp_path / "rules")
+
+
+def test_a_rules_folder_without_the_sheet_is_refused_not_replaced(tmp_path):
+    shutil.copytree(DEFAULT_RULES_DIR, tmp_path / "rules")
+    (tmp_path / "rules" / "rubric.yaml").unlink()
+    with pytest.raises(RuleFileError) as info:
+        load_rubric(tmp_path / "rules")
+    assert info.value.path == tmp_path / "rules" and "rubric.yaml is missing" in info.value.reason
 
 
 # ------------------------------------------------------------------ the truth sheets

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from qa_audio.checks import Finding, run_checks
-from qa_audio.phrase_match import normalise
-from qa_audio.rulebook import Rulebook, load_rulebook
-from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word
+from qa_audio.checks.phrase_match import normalise
+from qa_audio.checks.rulebook import Rulebook, load_rulebook
+from qa_audio.checks.script import run_checks
+from qa_audio.schema import Finding, SpeechInterval, Transcript, Turn, Word
 
 GREETING_2 = "您好，星河通信，工号1024为您服务，请问有什么可以帮您？"
 CLOSING_2 = "感谢您的来电，祝您生活愉快，再见！"
@@ -63,22 +63,22 @@ def standard(middle: list[Turn], greeting: str = GREETING_2, closing: str = CLOS
 ])
 def test_greeting_levels(rb: Rulebook, text: str, level: int, missing: list[str]) -> None:
     g = one(run_checks(call(standard([], greeting=text)), rb), "greeting")
-    assert g.level == level
-    assert g.extra["parts_missing"] == missing
+    assert g.details.level == level
+    assert g.details.parts_missing == missing
 
 
 def test_greeting_agent_id_from_digits_alone(rb: Rulebook) -> None:
     g = one(run_checks(call(standard([], greeting="您好星河通信，1024号为您服务，请问有什么可以帮您")), rb),
             "greeting")
-    assert g.level == 2
-    assert g.extra["agent_id_digits"] == "1024"
+    assert g.details.level == 2
+    assert g.details.agent_id_digits == "1024"
 
 
 def test_greeting_homophone_digits_after_keyword(rb: Rulebook) -> None:
     g = one(run_checks(call(standard([], greeting="您好星河通信功耗要零二久为您服务请问有什么可以帮您")), rb),
             "greeting")
-    assert g.extra["agent_id_digits"] == "1029"
-    assert g.extra["agent_id_complete"] is True
+    assert g.details.agent_id_digits == "1029"
+    assert g.details.agent_id_complete is True
 
 
 def test_answer_delay_uses_speech_intervals_not_segment_edges(rb: Rulebook) -> None:
@@ -87,14 +87,14 @@ def test_answer_delay_uses_speech_intervals_not_segment_edges(rb: Rulebook) -> N
     speech = [SpeechInterval(t.speaker, t.start, t.end) for t in turns[1:]]
     speech.append(SpeechInterval("agent", 2.5, 6.0))
     d = one(run_checks(call(turns, speech), rb), "answer_delay")
-    assert d.extra["seconds"] == pytest.approx(2.5)
-    assert d.extra["within_limit"] is True
+    assert d.details.seconds == pytest.approx(2.5)
+    assert d.details.within_limit is True
 
 
 def test_late_answer_is_over_the_limit(rb: Rulebook) -> None:
     turns = [turn("agent", 20.0, 25.0, GREETING_2), turn("customer", 26.0, 28.0, "好的谢谢")]
     d = one(run_checks(call(turns), rb), "answer_delay")
-    assert d.extra["within_limit"] is False
+    assert d.details.within_limit is False
 
 
 # -- closing / anything else / last speaker --------------------------------------------------------
@@ -107,34 +107,34 @@ def test_late_answer_is_over_the_limit(rb: Rulebook) -> None:
     ("嗯。", 0),
 ])
 def test_closing_levels(rb: Rulebook, text: str, level: int) -> None:
-    assert one(run_checks(call(standard([], closing=text)), rb), "closing").level == level
+    assert one(run_checks(call(standard([], closing=text)), rb), "closing").details.level == level
 
 
 def test_closing_split_over_two_asr_segments(rb: Rulebook) -> None:
     turns = standard([], closing="感谢您的来电")
     turns.append(turn("agent", 64.3, 66.0, "祝您生活愉快再见"))
-    assert one(run_checks(call(turns), rb), "closing").level == 2
+    assert one(run_checks(call(turns), rb), "closing").details.level == 2
 
 
 def test_anything_else_asked_before_close(rb: Rulebook) -> None:
     turns = standard([turn("agent", 40.0, 43.0, "请问还有什么可以帮您？"),
                       turn("customer", 44.0, 45.0, "没有了")])
     a = one(run_checks(call(turns), rb), "anything_else")
-    assert a.extra["asked"] is True
-    assert a.extra["before_close"] is True
+    assert a.details.asked is True
+    assert a.details.before_close is True
     assert a.start == pytest.approx(40.0)
 
 
 def test_opening_offer_is_not_the_anything_else_question(rb: Rulebook) -> None:
     a = one(run_checks(call(standard([])), rb), "anything_else")
-    assert a.extra["asked"] is False
+    assert a.details.asked is False
 
 
 def test_last_speaker(rb: Rulebook) -> None:
     agent_last = run_checks(call(standard([])), rb)
     customer_last = run_checks(call([*standard([]), turn("customer", 64.5, 65.5, "再见")]), rb)
     assert one(agent_last, "last_speaker").role == "agent"
-    assert one(customer_last, "last_speaker").extra["last_speaker"] == "customer"
+    assert one(customer_last, "last_speaker").details.last_speaker == "customer"
 
 
 # -- forbidden phrases -------------------------------------------------------------------------------
@@ -144,10 +144,10 @@ def test_agent_forbidden_phrases_with_severity(rb: Rulebook) -> None:
     turns = standard([turn("agent", 10.0, 13.0, "这个我不知道。"), turn("customer", 14.0, 16.0, "那怎么办"),
                       turn("agent", 17.0, 20.0, "你问我，我问谁？")])
     hits = of(run_checks(call(turns), rb), "forbidden_phrase")
-    assert [(h.phrase, h.severity) for h in hits] == [("我不知道", "3-5"), ("你问我，我问谁", "0-2")]
+    assert [(h.details.phrase, h.details.severity) for h in hits] == [("我不知道", "3-5"), ("你问我，我问谁", "0-2")]
     assert all(h.role == "agent" for h in hits)
     assert hits[0].start == pytest.approx(10.0 + 2 * 3.0 / 6)  # from the words of 我不知道
-    assert hits[0].score == 1.0
+    assert hits[0].details.score == hits[0].confidence == 1.0
 
 
 def test_customer_saying_i_dont_know_is_not_a_violation(rb: Rulebook) -> None:
@@ -173,7 +173,7 @@ def test_silence_from_speech_intervals_inside_one_asr_segment(rb: Rulebook) -> N
     (s,) = of(run_checks(call(turns, speech), rb), "silence")
     assert (s.start, s.end) == (12.0, 20.0)
     assert s.role == "none"
-    assert s.extra["hold_notice"] is False
+    assert s.details.hold_notice is False
 
 
 def test_silence_after_hold_notice(rb: Rulebook) -> None:
@@ -181,8 +181,8 @@ def test_silence_after_hold_notice(rb: Rulebook) -> None:
                       turn("agent", 21.0, 24.0, "让您久等了"), turn("customer", 25.0, 58.0, "好的")])
     (s,) = of(run_checks(call(turns), rb), "silence")
     assert (s.start, s.end) == (13.0, 21.0)
-    assert s.extra["hold_notice"] is True
-    assert s.phrase in {"请您稍等", "我帮您查询一下"}
+    assert s.details.hold_notice is True
+    assert s.details.phrase in {"请您稍等", "我帮您查询一下"}
 
 
 def test_short_gaps_and_one_sided_silence_are_not_dead_air(rb: Rulebook) -> None:
@@ -232,15 +232,15 @@ def test_politeness_and_fillers_are_counted_with_evidence(rb: Rulebook) -> None:
     turns = standard([turn("agent", 10.0, 15.0, "嗯嗯，那个那个，您说啥？不好意思，麻烦您再说一遍")])
     found = run_checks(call(turns), rb)
     polite, fillers = one(found, "politeness"), one(found, "fillers")
-    assert polite.extra["per_phrase"]["不好意思"] == 1
-    assert polite.extra["per_phrase"]["麻烦您"] == 1
-    assert fillers.extra["per_phrase"] == {"嗯嗯": 1, "那个那个": 1, "啥": 1}
-    assert fillers.extra["count"] == len(fillers.extra["evidence"]) == 3
+    assert polite.details.per_phrase["不好意思"] == 1
+    assert polite.details.per_phrase["麻烦您"] == 1
+    assert fillers.details.per_phrase == {"嗯嗯": 1, "那个那个": 1, "啥": 1}
+    assert fillers.details.count == len(fillers.details.evidence) == 3
 
 
 def test_fillers_are_not_found_in_ordinary_words(rb: Rulebook) -> None:
     turns = standard([turn("agent", 10.0, 15.0, "您这个月的金额是多少")])
-    assert one(run_checks(call(turns), rb), "fillers").extra["count"] == 0
+    assert one(run_checks(call(turns), rb), "fillers").details.count == 0
 
 
 def test_empathy_after_complaint(rb: Rulebook) -> None:
@@ -250,8 +250,8 @@ def test_empathy_after_complaint(rb: Rulebook) -> None:
                         turn("agent", 14.0, 17.0, "根据规定就是这样")])
     a = one(run_checks(call(answered), rb), "empathy_after_complaint")
     b = one(run_checks(call(ignored), rb), "empathy_after_complaint")
-    assert a.extra["count"] == 2 and a.extra["unanswered"] == 0
-    assert b.extra["count"] == 1 and b.extra["unanswered"] == 1
+    assert a.details.count == 2 and a.details.unanswered == 0
+    assert b.details.count == 1 and b.details.unanswered == 1
 
 
 # -- contract ----------------------------------------------------------------------------------------
@@ -279,8 +279,8 @@ def test_findings_follow_the_json_contract(rb: Rulebook) -> None:
 
 def test_empty_transcript_still_gives_valid_findings(rb: Rulebook) -> None:
     found = run_checks(Transcript(duration=10.0, turns=[], speech=[], roles={}), rb)
-    assert one(found, "greeting").level == 0
-    assert one(found, "closing").level == 0
+    assert one(found, "greeting").details.level == 0
+    assert one(found, "closing").details.level == 0
     assert of(found, "silence") == []  # no speech at all: nothing to call dead air between
 
 
@@ -288,6 +288,6 @@ def test_one_turn_holding_the_whole_call_still_gets_greeting_and_closing(rb: Rul
     # Failed mono diarization: everything is one long "agent" turn.
     text = GREETING_2 + "我想查一下话费。好的，这个月是五十八元。请问还有什么可以帮您？没有了。" + CLOSING_2
     found = run_checks(call([turn("agent", 0.5, 60.0, text)]), rb)
-    assert one(found, "greeting").level == 2
-    assert one(found, "closing").level == 2
-    assert one(found, "anything_else").extra["asked"] is True
+    assert one(found, "greeting").details.level == 2
+    assert one(found, "closing").details.level == 2
+    assert one(found, "anything_else").details.asked is True

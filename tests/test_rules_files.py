@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qa_audio.checks import run_checks
-from qa_audio.rule_files import RuleFileError
-from qa_audio.rulebook import DEFAULT_RULES_DIR, RULE_TYPES, load_rulebook
-from qa_audio.transcript import SpeechInterval, Transcript, Turn, Word
+from qa_audio.checks.rulebook import RULE_TYPES, load_rulebook
+from qa_audio.checks.script import run_checks
+from qa_audio.rule_files import DEFAULT_RULES_DIR, RuleFileError
+from qa_audio.schema import SpeechInterval, Transcript, Turn, Word
 
 
 @pytest.fixture
@@ -150,10 +150,10 @@ def test_deployment_override_changes_company_and_agent_id(rules: Path, tmp_path:
     tr = Transcript(duration=end + 1, turns=[Turn("a", "agent", 1.0, end, text, words)],
                     speech=[SpeechInterval("a", 1.0, end)], roles={"a": "agent"})
     (g,) = [f for f in run_checks(tr, rb) if f.rule == "greeting"]
-    assert g.level == 2
-    assert g.extra["agent_id_digits"] == "123456"
+    assert g.details.level == 2
+    assert g.details.agent_id_digits == "123456"
     default = [f for f in run_checks(tr, load_rulebook()) if f.rule == "greeting"][0]
-    assert "company" in default.extra["parts_missing"]  # 星河通信 was not said
+    assert "company" in default.details.parts_missing  # 星河通信 was not said
 
 
 def test_rules_dir_that_does_not_exist(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_audio.store import FileKey, Store, StoreError, hash_file, min_confidence
+from qa_audio.batch.store import FileKey, Store, StoreError, hash_file, min_confidence
 
 
 def result(duration: float = 30.0, findings: list | None = None, rubric: dict | None = None) -> dict:

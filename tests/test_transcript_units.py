@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from qa_audio.asr import drop_hallucinations
-from qa_audio.pipeline import _speaker_for_span, build_turns
-from qa_audio.roles import assign_by_channel, assign_by_cues, load_role_cues
-from qa_audio.transcript import SpeechInterval, Word
+from qa_audio.schema import SpeechInterval, Word
+from qa_audio.speech.asr import drop_hallucinations
+from qa_audio.speech.attribution import build_turns, speaker_for_span
+from qa_audio.speech.roles import assign_by_channel, assign_by_cues, load_role_cues
 
 
 def words(text: str, start: float, step: float = 0.2) -> list[Word]:
@@ -58,9 +58,9 @@ def test_turns_split_on_reply_and_long_pause_but_keep_talk_over():
 
 def test_word_goes_to_speaker_with_largest_overlap_else_nearest():
     speech = [SpeechInterval("S0", 0.0, 2.0), SpeechInterval("S1", 1.8, 4.0)]
-    assert _speaker_for_span(1.7, 2.1, speech) == "S0"
-    assert _speaker_for_span(1.9, 2.5, speech) == "S1"
-    assert _speaker_for_span(4.3, 4.6, speech) == "S1"
+    assert speaker_for_span(1.7, 2.1, speech) == "S0"
+    assert speaker_for_span(1.9, 2.5, speech) == "S1"
+    assert speaker_for_span(4.3, 4.6, speech) == "S1"
 
 
 def test_roles_by_cues_pick_the_agent_even_with_asr_homophones():
@@ -99,7 +99,7 @@ def test_channel_map():
 
 
 def test_sentence_initial_word_timed_into_silence_moves_to_its_speech():
-    from qa_audio.pipeline import snap_orphan_words
+    from qa_audio.speech.attribution import snap_orphan_words
 
     speech = [SpeechInterval("A", 38.4, 41.9), SpeechInterval("A", 46.1, 50.6)]
     heard = [Word(41.2, 41.42, "坏", 0.9), Word(41.42, 41.6, "的。", 0.9), Word(41.6, 42.2, "退", 0.6),
@@ -116,7 +116,7 @@ def test_sentence_initial_word_timed_into_silence_moves_to_its_speech():
 def test_word_straddling_its_speech_start_stays_before_the_next_word():
     """call12: Whisper timed 非常 at 15.76-15.98, the speech starts at 15.94 and 抱 at 15.98; the word
     must move to 15.94, not into the next interval after 抱歉... (which read 请非常您稍后)."""
-    from qa_audio.pipeline import snap_orphan_words
+    from qa_audio.speech.attribution import snap_orphan_words
 
     speech = [SpeechInterval("CH0", 15.94, 19.036), SpeechInterval("CH0", 19.3, 22.78)]
     heard = [Word(15.76, 15.98, "非常", 0.4), Word(15.98, 16.22, "抱", 0.9), Word(16.22, 16.42, "歉", 0.9),
@@ -127,7 +127,7 @@ def test_word_straddling_its_speech_start_stays_before_the_next_word():
 
 
 def test_punctuate_ends_sentences_at_pauses_and_segment_ends() -> None:
-    from qa_audio.asr import SENTENCE_PAUSE_S, _punctuate
+    from qa_audio.speech.asr import SENTENCE_PAUSE_S, _punctuate
 
     assert _punctuate("您好", " 星河", 0.1) == "您好，"  # a spaced phrase, no pause: comma
     assert _punctuate("您好", "星河", 0.1) == "您好"  # one phrase split into two tokens
@@ -137,7 +137,7 @@ def test_punctuate_ends_sentences_at_pauses_and_segment_ends() -> None:
 
 
 def test_uncovered_finds_speech_that_no_word_covers() -> None:
-    from qa_audio.asr import _uncovered
+    from qa_audio.speech.asr import _uncovered
 
     heard = words("您好请问", 1.0, 0.25)  # 1.0-2.0 s
     # a region fully covered, one with its last 1.5 s empty, one with nothing heard at all

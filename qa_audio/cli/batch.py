@@ -1,0 +1,322 @@
+"""The batch commands: ``batch``, ``export``, ``import-reviews``, ``agreement``.
+
+``qa_audio/cli/main.py`` adds them to the ``qa-audio`` app with :func:`register`; ``python -m
+qa_audio.cli.batch`` runs them on their own. Exit codes as ``analyze``: 0 ok, 2 bad input
+(a missing archive, an unreadable review sheet), 3 bad setup (the database, a missing model or
+package), 1 anything unexpected. Failed recordings do not change the exit code: they are
+recorded and summed up; ``--strict`` makes any failure exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qa_audio import privacy
+from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli.common import configure_logging as _configure_logging
+from qa_audio.cli.common import fail as _fail
+
+DEFAULT_DB = Path("qa-audio.db")
+
+DbOption = Annotated[Path, typer.Option("--db", help="The SQLite store (created if missing).", dir_okay=False)]
+
+
+class Engine(StrEnum):
+    local = "local"
+    dask = "dask"
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class StatusFilter(StrEnum):
+    pending_review = "pending_review"
+    reviewed = "reviewed"
+    all = "all"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``batch``, ``export``, ``import-reviews`` and ``agreement`` to ``app``."""
+    app.command("batch")(batch)
+    app.command("export")(export)
+    app.command("import-reviews")(import_reviews)
+    app.command("agreement")(agreement)
+
+
+def batch(
+    archive: Annotated[list[Path], typer.Argument(help="Folders (walked recursively), recordings, or list files "
+                                                  "(one path a line).")],
+    db: DbOption = DEFAULT_DB,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes, each loading the models once "
+                                         "(0: one per core, at most 8).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads per worker (0: cores / workers).")] = 0,
+    extensions: Annotated[str, typer.Option(help="Comma-separated extensions to pick up in folders.")]
+    = ".wav,.flac,.mp3,.ogg",
+    max_duration: Annotated[float, typer.Option(min=1.0, help="Record longer recordings (hours, from the header) "
+                                                "as failed without decoding them.")] = 4.0,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files that failed in "
+                                               "earlier runs (default: skip them).")] = False,
+    engine: Annotated[Engine, typer.Option(help="local: worker processes here; dask: a Dask cluster.")]
+    = Engine.local,
+    scheduler: Annotated[str | None, typer.Option(help="dask: the scheduler address (default: a local "
+                                                  "cluster of --workers processes).")] = None,
+    asr_model: Annotated[str, typer.Option(help="As for analyze.")] = "base",
+    beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
+    asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
+                                                "together; 0 decodes one 30-s window after another "
+                                                "(slower).")] = 8,
+    agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
+    rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder.", file_okay=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any file failed.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Analyse every recording in the archive that is not in the store yet; failures are recorded, not fatal."""
+    privacy.keep_data_local()
+    _configure_logging(verbose)
+    from qa_audio.batch.run import BatchOptions, WorkerSetupError, discover, run_batch
+    from qa_audio.batch.store import StoreError
+    from qa_audio.models import ModelNotFoundError
+    from qa_audio.pipeline import AnalyzeOptions
+    from qa_audio.rule_files import RuleFileError
+    from qa_audio.speech.asr import AsrOptions
+
+    for source in archive:
+        if not source.exists():
+            _fail(f"{source}: no such file or folder", EXIT_BAD_INPUT)
+    options = BatchOptions(
+        analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
+                               agent_channel=agent_channel, rules_dir=rules),
+        workers=workers, threads=threads, max_duration=max_duration * 3600, retry_failed=retry_failed,
+        engine=engine.value, scheduler=scheduler,
+        extensions=tuple(e.strip() if e.strip().startswith(".") else "." + e.strip()
+                         for e in extensions.split(",") if e.strip()),
+    )
+    try:
+        discover(archive, options.extensions)  # a bad list file fails here, before anything starts
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    store = _open_store(db)
+    try:
+        with _BatchBar(enabled=not quiet) as bar:
+            summary = run_batch(archive, store, options, bar)
+    except (RuleFileError, ModelNotFoundError, StoreError, WorkerSetupError) as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+    finally:
+        store.close()
+    _print_summary(summary, db)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if strict and summary.failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def export(
+    output: Annotated[Path, typer.Argument(help="The file to write ('-': stdout).", dir_okay=False)],
+    db: DbOption = DEFAULT_DB,
+    output_format: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="jsonl or csv "
+                                                               "(default: from the file's extension).")] = None,
+    status: Annotated[StatusFilter, typer.Option(help="Calls with this status.")] = StatusFilter.pending_review,
+    since: Annotated[str | None, typer.Option(help="Analysed on or after this date (YYYY-MM-DD, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Analysed on or before this date (YYYY-MM-DD, UTC).")] = None,
+    flag: Annotated[list[str] | None, typer.Option(help="Only calls with this rubric flag (repeatable).")] = None,
+    sample: Annotated[int, typer.Option(min=0, help="Calls drawn at random from the rest (抽检).")] = 10,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random sample (default: a new draw).")] = None,
+    low_confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="Queue calls whose lowest "
+                                                  "confidence is below this.")] = 0.6,
+    low_total: Annotated[float, typer.Option(min=0.0, max=1.0, help="Queue calls scoring below this share of "
+                                             "the maximum total.")] = 0.6,
+    everything: Annotated[bool, typer.Option("--all", help="Write every matching call, not only the queue "
+                                             "and the sample.")] = False,
+) -> None:
+    """Write the pre-scored calls for the manual QA queue, worst first, plus a random sample of the rest."""
+    from qa_audio.batch.export import ExportOptions, export_rows, write_rows
+
+    fmt = output_format.value if output_format else ("csv" if output.suffix.lower() == ".csv" else "jsonl")
+    options = ExportOptions(status=status.value, since=since, until=until, flags=tuple(flag or ()), sample=sample,
+                            seed=seed, low_confidence=low_confidence, low_total=low_total, everything=everything)
+    store = _open_store(db, must_exist=True)
+    try:
+        rows = export_rows(store, options)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        store.close()
+    try:
+        if str(output) == "-":
+            write_rows(rows, sys.stdout, fmt)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                write_rows(rows, handle, fmt)
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+    reasons: dict[str, int] = {}
+    for row in rows:
+        reasons[row["review_reason"]] = reasons.get(row["review_reason"], 0) + 1
+    typer.echo(f"exported {len(rows)} call(s) to {output}: "
+               + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none"), err=True)
+
+
+def import_reviews(
+    sheet: Annotated[Path, typer.Argument(help="Inspector scores: JSON Lines or CSV with call_id, item_id, "
+                                          "inspector_score, inspector, reviewed_at.", exists=True, dir_okay=False)],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Read the inspectors' confirmed or corrected scores back; their calls become 'reviewed'."""
+    from qa_audio.batch.export import ReviewSheetError, read_reviews
+
+    try:
+        rows = read_reviews(sheet)
+    except ReviewSheetError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    store = _open_store(db, must_exist=True)
+    try:
+        stored, unknown = store.add_reviews(rows)
+    finally:
+        store.close()
+    typer.echo(f"imported {stored} score(s) from {sheet}", err=True)
+    if unknown:
+        typer.echo(f"qa-audio: warning: {len(unknown)} call id(s) not in {db}, skipped: "
+                   + ", ".join(u[:12] for u in unknown[:10]), err=True)
+
+
+def agreement(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per rubric item: how often the pre-fill matched the inspector (exact, within one band, Cohen's kappa)."""
+    from qa_audio.batch.export import agreement_report
+
+    store = _open_store(db, must_exist=True)
+    try:
+        report = agreement_report(store)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pre-fill vs inspector ({report['calls']} reviewed call(s))")
+    for column in ("item", "n", "exact", "within one band", "Cohen's kappa"):
+        table.add_column(column, justify="left" if column == "item" else "right")
+    for item in report["items"]:
+        kappa = "—" if item["kappa"] is None else f"{item['kappa']:.2f}"
+        table.add_row(item["item_id"], str(item["n"]), f"{item['exact']:.0%}", f"{item['within_one_band']:.0%}",
+                      kappa)
+    Console().print(table)
+    if not report["items"]:
+        typer.echo("no reviewed items with a pre-filled score yet (import-reviews first)", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _open_store(db: Path, must_exist: bool = False):
+    from qa_audio.batch.store import Store, StoreError
+
+    if must_exist and not db.exists():
+        _fail(f"{db}: no such database (run qa-audio batch --db {db} first)", EXIT_BAD_SETUP)
+    try:
+        return Store(db)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+
+
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
+
+
+def _print_summary(summary, db: Path) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    rtf = summary.real_time_factor
+    speed = f", real-time factor {rtf:.3f} ({1 / rtf:.1f}× real time)" if rtf else ""
+    console.print(f"[bold]{'interrupted' if summary.interrupted else 'batch done'}[/bold] in "
+                  f"{summary.wall_seconds:.0f} s ({summary.workers} worker(s) × {summary.threads} thread(s), "
+                  f"{summary.engine}): {summary.files} file(s)")
+    console.print(f"  done {summary.done} · skipped {summary.skipped} (already done {summary.skipped_done}, "
+                  f"failed before {summary.skipped_failed}, duplicate {summary.duplicates}) · failed "
+                  f"{summary.failed}")
+    console.print(f"  audio analysed {_hours(summary.audio_seconds)}{speed}")
+    if summary.already_stored:
+        console.print(f"  {summary.already_stored} call(s) were stored meanwhile by another run (kept once)")
+    for path, reason in summary.failures[:50]:
+        console.print(f"  [red]failed[/red] {reason if reason.startswith(path) else f'{path}: {reason}'}",
+                      markup=True, soft_wrap=True)
+    if summary.failed > 50:
+        console.print(f"  … and {summary.failed - 50} more (see the failures table in {db})")
+
+
+class _BatchBar:
+    """A rich progress bar on stderr over the audio to analyse: rate (× real time) and ETA."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty() and not os.environ.get("CI")
+        self._bar = None
+        self._task = None
+        self._files = 0
+        self._done = 0
+        self._failed = 0
+
+    def __enter__(self) -> _BatchBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._bar.__enter__()
+        return self
+
+    def planned(self, jobs: int, audio_seconds: float) -> None:
+        self._files = jobs
+        if self._bar is not None:
+            self._task = self._bar.add_task(self._describe(), total=max(audio_seconds, 1.0), rate="")
+
+    def finished(self, outcome, audio_seconds: float) -> None:
+        if outcome.result is not None:
+            self._done += 1
+        else:
+            self._failed += 1
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, audio_seconds)
+            speed = self._bar.tasks[0].speed
+            self._bar.update(self._task, description=self._describe(),
+                             rate=f"{speed:.1f}× real time" if speed else "")
+
+    def _describe(self) -> str:
+        return f"calls {self._done + self._failed}/{self._files} (failed {self._failed})"
+
+    def __exit__(self, *exc: object) -> bool:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        return False
+
+
+if __name__ == "__main__":
+    _app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="qa-audio batch commands (also registered on the qa-audio app).")
+    register(_app)
+    _app()

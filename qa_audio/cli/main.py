@@ -1,0 +1,116 @@
+"""The ``qa-audio`` command. Thin: parse, call the pipeline, print.
+
+Exit codes: 0 ok; 2 the input cannot be analysed (bad audio, no speech); 3 a bad rule file or a
+missing model; 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qa_audio import __version__, privacy
+from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli.common import configure_logging as _configure_logging
+from qa_audio.cli.common import fail as _fail
+from qa_audio.cli.progress import StageProgress
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Offline auto-QA for Mandarin call-centre recordings.")
+
+class OutputFormat(StrEnum):
+    json = "json"
+    md = "md"
+    html = "html"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qa-audio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Offline auto-QA for Mandarin call-centre recordings."""
+
+
+@app.command()
+def analyze(
+    audio: Annotated[Path, typer.Argument(help="The recording: WAV (PCM, float, G.711), FLAC, MP3 or OGG.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="json (the QA queue's "
+                                                        "contract), md (transcript and sheet) or html (a report "
+                                                        "page with the audio).")] = OutputFormat.json,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    asr_model: Annotated[str, typer.Option(help="'base' (packaged, offline), another faster-whisper "
+                                           "model name, or a local CTranslate2 model folder.")] = "base",
+    beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
+    asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
+                                                "together; 0 decodes one 30-s window after another "
+                                                "(slower).")] = 8,
+    agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
+    num_speakers: Annotated[int | None, typer.Option(min=1, max=6, help="Mono: the number of voices, "
+                                                     "if known.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder (default: the shipped "
+                                               "rules/).", file_okay=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Transcribe one call, split it into agent and customer turns, and print the result."""
+    privacy.keep_data_local()
+    _configure_logging(verbose)
+    from qa_audio.audio import AudioError
+    from qa_audio.models import ModelNotFoundError
+    from qa_audio.pipeline import AnalyzeOptions, Analyzer
+    from qa_audio.rule_files import RuleFileError
+    from qa_audio.speech.asr import AsrOptions
+
+    options = AnalyzeOptions(
+        asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
+        agent_channel=agent_channel,
+        num_speakers=num_speakers,
+        rules_dir=rules,
+    )
+    try:
+        analyzer = Analyzer(options)
+        with StageProgress(enabled=not quiet) as hook:
+            analysis = analyzer.analyze(audio, progress=hook)
+    except AudioError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except (RuleFileError, ModelNotFoundError) as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+    if output_format is OutputFormat.json:
+        from qa_audio.report.json_output import to_json
+
+        text = to_json(analysis)
+    elif output_format is OutputFormat.md:
+        from qa_audio.report.markdown import render_markdown
+
+        text = render_markdown(analysis)
+    else:
+        from qa_audio.report.html import render_html
+
+        text = render_html(analysis, audio)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+
+
+def _register_batch_commands() -> None:
+    from qa_audio.cli.batch import register
+
+    register(app)
+
+
+_register_batch_commands()

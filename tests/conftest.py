@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-SAMPLE_CALLS = ROOT / "sample_calls"
-REAL_SPEECH = SAMPLE_CALLS / "real_speech"  # bundled real Mandarin clips (see its README.md)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
-
-
-def sample_call_truths() -> list[dict]:
-    from bench.metrics import load_truths
-
-    return load_truths(SAMPLE_CALLS)
+# the shared paths and builders live in tests/helpers.py; re-exported for test modules that still
+# import them from here
+from tests.helpers import AUDIO_EXTENSIONS, DATA, REAL_SPEECH, ROOT, SAMPLE_CALLS, sample_call_truths  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ One module, so no test imports another test module. Fixtures stay in ``conftest.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,19 @@ from qa_audio.pipeline import CallAnalysis
 from qa_audio.rubric import RubricSheet, fill_rubric_from_result
 from qa_audio.schema import SpeechInterval, Transcript, Turn, Word, finding_from_dict
 from qa_audio.speech.roles import RoleAssignment
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_CALLS = ROOT / "sample_calls"
+REAL_SPEECH = SAMPLE_CALLS / "real_speech"
+"""real Mandarin recordings with exact transcripts (their sources and licences: its README.md)"""
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+def sample_call_truths() -> list[dict]:
+    from bench.metrics import load_truths
+
+    return load_truths(SAMPLE_CALLS)
 
 
 def turn(role: str, start: float, end: float, text: str) -> dict[str, Any]:

@@ -11,8 +11,7 @@ import pytest
 
 from bench.metrics import cer
 from qa_audio.audio import load_audio
-
-from .conftest import REAL_SPEECH
+from tests.helpers import REAL_SPEECH
 
 TRADITIONAL_ONLY = set("們這個來說現會對時後過還點頭發經與為們樣麼")
 

@@ -10,8 +10,7 @@ import pytest
 import soundfile
 
 from qa_audio.audio import MODEL_SAMPLE_RATE, AudioError, load_audio
-
-from .conftest import REAL_SPEECH
+from tests.helpers import REAL_SPEECH
 
 SPEECH = REAL_SPEECH / "rapidasr_asr_example_zh.wav"
 

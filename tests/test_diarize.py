@@ -21,6 +21,8 @@ import soxr
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # the real diarization models on real voices
+
 REAL_SPEECH = REPO / "sample_calls" / "real_speech"
 SR = 16000
 BOUNDARY_TOLERANCE = 0.5  # seconds: hypothesis turn edges vs reference edges

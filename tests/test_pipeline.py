@@ -14,7 +14,12 @@ import statistics
 
 import pytest
 
-from .conftest import sample_call_truths
+from qa_audio import to_json_dict
+from qa_audio.rubric import fill_rubric_from_result, load_rubric
+from qa_audio.schema import RubricResult, finding_from_dict
+from tests.helpers import sample_call_truths
+
+pytestmark = pytest.mark.slow  # every sample call through the real models
 
 START_TOLERANCE = 0.6
 END_TOLERANCE = 0.8
@@ -145,3 +150,19 @@ def test_talk_over_shows_as_overlapping_speech(truth, analyses):
         overlap = max((min(a.end, c.end, event["end"]) - max(a.start, c.start, event["start"])
                        for a in agent for c in customer), default=0.0)
         assert overlap >= 0.5 * (event["end"] - event["start"]), event
+
+
+@pytest.mark.parametrize("truth", TURN_CASES)
+def test_the_rubric_is_a_stage_and_the_json_reads_back_to_it(truth, analyses):
+    """The analysis holds its own filled sheet; the JSON only serialises it, and reads back the same."""
+    analysis = analyses(truth)
+    assert isinstance(analysis.rubric, RubricResult)
+    assert analysis.rubric.max_total == 100 and len(analysis.rubric.items) == 13
+    result = to_json_dict(analysis)
+    assert result["rubric"] == analysis.rubric.to_dict()
+    assert RubricResult.from_dict(result["rubric"]).to_dict() == result["rubric"]
+    assert [finding_from_dict(f).to_dict() for f in result["findings"]] == result["findings"]
+    # a stored result re-filled without its audio gives the same sheet
+    assert fill_rubric_from_result(result, load_rubric()).to_dict() == result["rubric"]
+    assert all("confidence" in f for f in result["findings"])
+

@@ -10,6 +10,8 @@ message is one line naming the file and the problem.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,11 @@ SUPPORTED_FORMATS = {"WAV": "WAV", "WAVEX": "WAV", "FLAC": "FLAC", "MP3": "MP3",
 SILENT_PEAK = 10 ** (-60 / 20)
 # Shorter than this cannot hold a greeting; it is a broken or empty recording.
 MIN_DURATION_S = 0.5
+# Longer than this is not one call (a whole shift, a recorder left running): analysed, with a warning.
+LONG_RECORDING_S = 3600.0
+# Seconds of analysis per second of audio on 2 CPU cores: the median over the sample calls, mono
+# and stereo (README, "7.9x real time (median RTF 0.133)").
+ANALYSIS_RTF = 0.133
 
 
 class AudioError(ValueError):
@@ -73,11 +80,7 @@ class Audio:
 def load_audio(path: Path | str) -> Audio:
     """Decode ``path``; raise :class:`AudioError` for anything that is not a usable recording."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    size = path.stat().st_size
+    size = _regular_file_size(path)
     if size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
@@ -99,6 +102,10 @@ def load_audio(path: Path | str) -> Audio:
         raise AudioError(path, f"{info.channels} channels; qa-audio reads mono or stereo (one party per channel)")
     if info.format in ("WAV", "WAVEX"):
         problem = _wav_truncation(path)
+        if problem:
+            raise AudioError(path, problem)
+    if info.format == "OGG":
+        problem = _ogg_truncation(path, 48_000 if info.subtype == "OPUS" else info.samplerate)
         if problem:
             raise AudioError(path, problem)
     try:
@@ -132,6 +139,60 @@ def load_audio(path: Path | str) -> Audio:
         duration=duration,
         channels=channels,
     )
+
+
+def long_recording_warning(path: Path | str, duration_s: float) -> str | None:
+    """One line saying a recording is far longer than a call and how long it will take, or None."""
+    if duration_s <= LONG_RECORDING_S:
+        return None
+    minutes = duration_s * ANALYSIS_RTF / 60
+    return (f"{path}: a long recording ({duration_s / 3600:.1f} h, not one call?); analysing it takes "
+            f"about {minutes:.0f} min on 2 CPU cores")
+
+
+def probe_long_recording(path: Path | str) -> str | None:
+    """:func:`long_recording_warning` from the file's header alone (nothing decoded), or None.
+
+    Anything wrong with the file is left to :func:`load_audio`, which says what it is; a path that
+    is not a regular file is not opened (a FIFO would block).
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - load_audio reports the problem properly
+        return None
+    if info.samplerate <= 0 or info.frames <= 0:
+        return None
+    return long_recording_warning(path, info.frames / info.samplerate)
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of ``path``, or :class:`AudioError` when it is missing or not a regular file.
+
+    Checked with ``stat`` before anything opens the path: opening a FIFO blocks until a writer
+    comes, and a socket or device would otherwise be reported as an empty file.
+    """
+    try:
+        status = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise AudioError(path, "no such file") from exc
+    except OSError as exc:
+        raise AudioError(path, f"cannot read: {exc.strerror or exc}") from exc
+    mode = status.st_mode
+    if stat.S_ISREG(mode):
+        return status.st_size
+    if stat.S_ISDIR(mode):
+        raise AudioError(path, "is a directory, not an audio file")
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO/named pipe"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    else:
+        kind = "not a file"
+    raise AudioError(path, f"not a regular file ({kind}); qa-audio reads recordings saved as files")
 
 
 def _to_model_rate(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -187,3 +248,55 @@ def _wav_truncation(path: Path) -> str | None:
                 return None
             offset += 8 + chunk_size + (chunk_size & 1)
     return "truncated WAV: no audio data chunk"
+
+
+_OGG_PAGE_HEADER = struct.Struct("<4sBBqIIIB")
+"""capture pattern, version, header type, granule position, serial, page number, CRC, segment count"""
+_OGG_EOS = 0x04
+
+
+def _ogg_truncation(path: Path, granule_rate: int) -> str | None:
+    """The reason an Ogg file is cut short, or None when every logical stream ends with its last page.
+
+    libsndfile decodes the complete pages and stops without an error, so a cut OGG/Vorbis file
+    would pass for a shorter call. Each Ogg page starts with "OggS" and a 27-byte header whose
+    segment table gives the page's length, so the pages can be walked without decoding; the last
+    page of a stream carries the end-of-stream flag. ``granule_rate`` converts the granule position
+    (samples decoded so far) to seconds for the message.
+    """
+    size = path.stat().st_size
+    open_streams: set[int] = set()
+    heard_s = 0.0
+    offset = 0
+    with path.open("rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(_OGG_PAGE_HEADER.size)
+            if len(header) < _OGG_PAGE_HEADER.size:
+                if header and not b"OggS".startswith(header[:4]):
+                    break  # trailing bytes that are not an Ogg page: not ours to judge
+                return _ogg_cut(heard_s)
+            capture, _version, flags, granule, serial, _page, _crc, segments = _OGG_PAGE_HEADER.unpack(header)
+            if capture != b"OggS":
+                if offset == 0:
+                    return None  # not an Ogg container; libsndfile decides what it is
+                break  # trailing bytes that are not an Ogg page: judged by the pages before them
+            table = handle.read(segments)
+            if len(table) < segments:
+                return _ogg_cut(heard_s)
+            end = offset + _OGG_PAGE_HEADER.size + segments + sum(table)
+            if end > size:
+                return _ogg_cut(heard_s)  # the file ends inside this page's body
+            open_streams.add(serial)  # a stream begins on its BOS page; any page of it keeps it open
+            if granule >= 0 and granule_rate > 0:  # -1: no packet ends on this page
+                heard_s = max(heard_s, granule / granule_rate)
+            if flags & _OGG_EOS:
+                open_streams.discard(serial)
+            offset = end
+    if open_streams:
+        return _ogg_cut(heard_s)
+    return None
+
+
+def _ogg_cut(heard_s: float) -> str:
+    return f"truncated OGG: the stream ends without its last page (cut at {heard_s:.1f} s of the audio)"

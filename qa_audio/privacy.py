@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 
@@ -35,10 +36,49 @@ def keep_data_local() -> None:
     # folder that is removed when the process ends.
     missing = [name for name in CACHE_VARIABLES if name not in os.environ]
     if missing:
-        folder = tempfile.mkdtemp(prefix="qa-audio-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        folder = private_folder()
         for name in missing:
             os.environ[name] = os.path.join(folder, CACHE_VARIABLES[name])
+
+
+PRIVATE_FOLDER_VARIABLE = "QA_AUDIO_PRIVATE_TMP"
+"""Names the private folder to worker processes, which reuse it: they end with ``os._exit``, which
+skips ``atexit``, so a folder of their own would be left behind."""
+
+_private: tuple[int, str] | None = None
+
+
+def private_folder() -> str:
+    """The private temporary folder (mode 0700) of this run, made on first use, removed at exit.
+
+    For the caches libraries would otherwise leave in the shared ``$TMPDIR`` (jieba's dictionary
+    cache) or the user's home. The process that made it removes it; its workers (forked or
+    spawned) find it through ``QA_AUDIO_PRIVATE_TMP`` and use the same one.
+    """
+    global _private
+    if _private is None or _private[0] != os.getpid():
+        inherited = os.environ.get(PRIVATE_FOLDER_VARIABLE)
+        if inherited and _is_private(inherited):
+            _private = (os.getpid(), inherited)
+        else:
+            folder = tempfile.mkdtemp(prefix="qa-audio-")
+            atexit.register(_remove, folder, os.getpid())
+            os.environ[PRIVATE_FOLDER_VARIABLE] = folder
+            _private = (os.getpid(), folder)
+    return _private[1]
+
+
+def _is_private(folder: str) -> bool:
+    try:
+        status = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o077
+
+
+def _remove(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # an atexit handler inherited by a forked child is not its to run
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def quiet_libraries(verbose: bool = False) -> None:

@@ -126,6 +126,20 @@ def load_rule_file(path: Path | str) -> Any:
     return data
 
 
+def only_keys(mapping: Any, allowed: set[str], path: Path | str, what: str) -> None:
+    """A :class:`RuleFileError` at the line of the first key of ``mapping`` not in ``allowed``.
+
+    A misspelt key (``pitch_fmin_Hz``) would otherwise be ignored and its default used silently.
+    """
+    if not isinstance(mapping, dict):
+        return  # the caller's require() says what is wrong with it
+    for key in mapping:
+        if str(key) not in allowed:
+            line = mapping.line_of(str(key)) if isinstance(mapping, LineDict) else None
+            raise RuleFileError(path, line, f"unknown key {key!r} in {what}; expected one of "
+                                            f"{', '.join(sorted(allowed))}")
+
+
 def require(mapping: Any, key: str, kind: type | tuple[type, ...], path: Path | str) -> Any:
     """``mapping[key]`` checked for presence and type, or a :class:`RuleFileError` at its line."""
     line = getattr(mapping, "line", None)

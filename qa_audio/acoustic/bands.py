@@ -8,9 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_audio.rule_files import RuleFileError, load_rule_file, require, rule_file
+from qa_audio.rule_files import RuleFileError, load_rule_file, only_keys, require, rule_file
 
 ACOUSTIC_FILE = "acoustic.yaml"
+SECTION_KEYS = {
+    "analysis": {"pitch_fmin_hz", "pitch_fmax_hz", "pitch_hop_s", "pitch_max_s_per_turn",
+                 "octave_fold_above_st", "pause_min_s", "gate_below_peak_db", "syllable_prominence_db"},
+    "speech_rate": {"agent_band_cpm", "syllables_per_char", "min_voiced_s", "min_chars",
+                    "asr_acoustic_disagreement"},
+    "flat_tone": {"max_semitone_std", "min_voiced_s"},
+    "customer_agitation": {"baseline_voiced_s", "loudness_rise_db", "pitch_rise_st", "min_arousal",
+                           "min_turn_voiced_s"},
+}
+"""Every key acoustic.yaml may hold, by section; any other is a typo and an error."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,13 @@ def load_acoustic_bands(rules_dir: Path | None = None) -> AcousticBands:
     """Read and check ``rules/acoustic.yaml``; a bad value raises :class:`RuleFileError` at its line."""
     path = rule_file(rules_dir, ACOUSTIC_FILE)
     data = load_rule_file(path)
+    only_keys(data, set(SECTION_KEYS), path, "acoustic.yaml")
     analysis = require(data, "analysis", dict, path)
     rate = require(data, "speech_rate", dict, path)
     flat = require(data, "flat_tone", dict, path)
     agit = require(data, "customer_agitation", dict, path)
+    for section, keys in SECTION_KEYS.items():
+        only_keys(data[section], keys, path, section)
     fmin = _number(analysis, "pitch_fmin_hz", path, 40, 200)
     fmax = _number(analysis, "pitch_fmax_hz", path, 200, 1000)
     if fmax <= fmin * 2:

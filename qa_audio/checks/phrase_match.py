@@ -303,10 +303,17 @@ def _jieba():
     # jieba takes ~1 s to build its prefix dictionary: once per process, and only when a short
     # phrase first needs a word-boundary check. Our own Tokenizer, not jieba's global one, so the
     # words we add do not change other components' segmentation.
+    # jieba caches its dictionary as a marshal file in $TMPDIR, shared by every user of the machine:
+    # it would leave 9 MB behind after each run and load a cache another user planted there. Both
+    # its tokenizers keep their cache in this process's private folder instead (gone at exit).
     import jieba
 
+    from qa_audio.privacy import private_folder
+
     jieba.setLogLevel(logging.WARNING)
+    jieba.dt.tmp_dir = private_folder()  # the global one, should anything call jieba.lcut
     tok = jieba.Tokenizer()
+    tok.tmp_dir = private_folder()
     tok.initialize()
     return tok
 

@@ -22,6 +22,10 @@ from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, require
 SEVERITIES = ("3-5", "0-2")
 """The rubric bands of item 7b a forbidden phrase drags the score into."""
 
+MIN_FORBIDDEN_CHARS = 2
+"""A forbidden phrase fails the call, and the pinyin matcher cannot place one syllable safely: a
+lone 好 sounds like part of every 你好 and 好的 (and 号, 浩 ...), so ordinary calls would fail."""
+
 AGENT_ID = "{agent_id}"
 COMPANY = "{company}"
 
@@ -316,7 +320,14 @@ def _read_forbidden(f: _File, settings: MatchSettings) -> list[Phrase]:
         if str(key) not in SEVERITIES:
             raise f.error(sev.line_of(str(key)), f"severity must be one of {', '.join(SEVERITIES)} "
                                                  f"(the rubric's 7b bands, quoted), not {key!r}")
-        out.extend(f.phrases(sev, key, "forbidden_phrase", settings, group=str(key), min_score=min_score))
+        phrases = f.phrases(sev, key, "forbidden_phrase", settings, group=str(key), min_score=min_score)
+        for phrase, line in zip(phrases, sev[key].item_lines, strict=True):
+            if len(phrase.chars) < MIN_FORBIDDEN_CHARS:
+                raise f.error(line, f"forbidden phrase {phrase.text!r} is too short: write at least "
+                                    f"{MIN_FORBIDDEN_CHARS} characters (the pinyin matcher cannot place a "
+                                    "single syllable safely; a lone character is heard inside ordinary "
+                                    "words and would fail ordinary calls)")
+        out.extend(phrases)
     if not out:
         raise f.error(sev.line, "no forbidden phrases listed")
     return out

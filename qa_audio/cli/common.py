@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 from typing import NoReturn
 
 import typer
@@ -17,8 +18,23 @@ EXIT_BAD_SETUP = 3
 
 
 def fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"qa-audio: error: {message}", err=True)
+    typer.echo(f"qa-audio: error: {one_line(message)}", err=True)
     raise typer.Exit(code)
+
+
+# Control and format characters (newlines, ESC, bidi overrides), surrogates from undecodable file
+# names, and the Unicode line and paragraph separators.
+_ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of inert text: control characters written as ``\\n``, ``\\x1b``, ...
+
+    A file name may hold a newline or terminal escape codes; printed raw they would split the
+    one-line error or recolour (or retitle) the user's terminal.
+    """
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(ch) in _ESCAPED_CATEGORIES else ch for ch in message)
 
 
 def configure_logging(verbose: bool) -> None:

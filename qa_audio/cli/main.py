@@ -1,11 +1,13 @@
 """The ``qa-audio`` command. Thin: parse, call the pipeline, print.
 
-Exit codes: 0 ok; 2 the input cannot be analysed (bad audio, no speech); 3 a bad rule file or a
-missing model; 1 anything unexpected.
+Exit codes: 0 ok; 2 the input cannot be analysed (bad audio, no speech); 3 a bad rule file, a
+missing model or an output path that cannot be written (the input itself, a folder, a missing
+folder: refused before anything is decoded); 1 anything unexpected.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +19,7 @@ from qa_audio import __version__, privacy
 from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
 from qa_audio.cli.common import configure_logging as _configure_logging
 from qa_audio.cli.common import fail as _fail
+from qa_audio.cli.common import one_line as _one_line
 from qa_audio.cli.progress import StageProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -66,7 +69,11 @@ def analyze(
     """Transcribe one call, split it into agent and customer turns, and print the result."""
     privacy.keep_data_local()
     _configure_logging(verbose)
-    from qa_audio.audio import AudioError
+    if output is not None:
+        problem = output_problem(output, audio)
+        if problem:
+            _fail(f"{output}: {problem}", EXIT_BAD_SETUP)
+    from qa_audio.audio import AudioError, probe_long_recording
     from qa_audio.models import ModelNotFoundError
     from qa_audio.pipeline import AnalyzeOptions, Analyzer
     from qa_audio.rule_files import RuleFileError
@@ -78,6 +85,9 @@ def analyze(
         num_speakers=num_speakers,
         rules_dir=rules,
     )
+    warning = probe_long_recording(audio)
+    if warning:
+        typer.echo(f"qa-audio: warning: {_one_line(warning)}", err=True)
     try:
         analyzer = Analyzer(options)
         with StageProgress(enabled=not quiet) as hook:
@@ -105,6 +115,28 @@ def analyze(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+
+
+def output_problem(output: Path, audio: Path) -> str | None:
+    """Why ``-o output`` cannot be written for ``audio``, checked before any audio is decoded, or None.
+
+    Writing the report over the recording would destroy the customer's call; a folder that is not
+    there or a path that is a folder would otherwise fail only after the whole analysis.
+    """
+    try:
+        # samefile also catches a hard link; resolve() a symlink or a path that is not there yet.
+        same = (os.path.samefile(output, audio) if output.exists() and audio.exists()
+                else output.resolve() == audio.resolve())
+    except (OSError, RuntimeError):
+        same = False  # an unreadable path: the checks below or the write itself say what is wrong
+    if same:
+        return "is the input recording; give another path for the report"
+    if output.is_dir():
+        return "is a directory; give a file path for the report"
+    parent = output.parent
+    if not parent.is_dir():
+        return f"cannot write: the folder {parent} does not exist"
+    return None
 
 
 def _register_batch_commands() -> None:

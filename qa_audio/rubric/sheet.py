@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, require, rule_file
+from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, only_keys, require, rule_file
 from qa_audio.schema import RUBRIC_STATUSES
 from qa_audio.speech.roles import load_role_cues
 
@@ -27,6 +27,8 @@ COMPARATORS = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b,
 CONDITION_KEYS = {"rule", "role", "min_count", "overlaps", "phrases", "acoustic"}
 RULE_KEYS = {"id", "when", "set", "cap", "why", "advice", "confidence", "status"}
 ITEM_KEYS = {"id", "name", "points", "status", "bands", "base", "base_confidence", "rules"}
+SHEET_KEYS = {"kind", "title", "requirements", "version", "needs_review_below", "fatal_rules", "phrases",
+              "items"}
 _PUNCT = re.compile(r"[\s，。！？、,.!?;；:：…“”\"'（）()]+")
 
 
@@ -108,6 +110,7 @@ def parse_rubric(path: Path | str, low_role_confidence: float = 0.6) -> RubricSh
     data = load_rule_file(path)
     if not isinstance(data, dict):
         raise RuleFileError(path, getattr(data, "line", 1), "expected a mapping with 'items'")
+    only_keys(data, SHEET_KEYS, path, "rubric.yaml")
     phrases_raw = data.get("phrases", {})
     if not isinstance(phrases_raw, dict):
         raise RuleFileError(path, data.line_of("phrases"), "'phrases' must map names to lists of phrases")

@@ -10,10 +10,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa_audio.rule_files import LineList, RuleFileError, load_rule_file, require, rule_file
+from qa_audio.rule_files import LineList, RuleFileError, load_rule_file, only_keys, require, rule_file
 from qa_audio.schema import Role
 
 ROLES_FILE = "roles.yaml"
+ROLES_KEYS = {"cues", "customer_cues", "first_speaker_weight", "saturation", "low_confidence"}
+CUE_KEYS = {"phrase", "weight", "heard_as"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RoleAssignment:
 def load_role_cues(rules_dir: Path | None = None) -> RoleCues:
     path = rule_file(rules_dir, ROLES_FILE)
     data = load_rule_file(path)
+    only_keys(data, ROLES_KEYS, path, "roles.yaml")
     cues = _read_cues(data, "cues", path)
     customer_cues = _read_cues(data, "customer_cues", path) if "customer_cues" in data else []
     first = require(data, "first_speaker_weight", (int, float), path)
@@ -70,6 +73,7 @@ def _read_cues(data, key: str, path: Path) -> list[RoleCue]:
         line = items.item_lines[index] if isinstance(items, LineList) else None
         if not isinstance(item, dict):
             raise RuleFileError(path, line, "each cue must be a mapping with 'phrase' and 'weight'")
+        only_keys(item, CUE_KEYS, path, "a cue")
         phrase = require(item, "phrase", str, path)
         weight = require(item, "weight", (int, float), path)
         if weight <= 0:

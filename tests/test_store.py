@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_audio.batch.store import FileKey, Store, StoreError, hash_file, min_confidence
+from qa_audio.batch.store import FileKey, ReviewsRefused, Store, StoreError, hash_file, min_confidence
 
 
 def result(duration: float = 30.0, findings: list | None = None, rubric: dict | None = None) -> dict:
@@ -99,22 +99,28 @@ def test_failures_count_attempts_and_clear_on_success(tmp_path):
     assert store.failure(k.failure_key) is None
 
 
-def test_reviews_mark_calls_reviewed_and_skip_unknown_ids(tmp_path):
+def test_reviews_mark_calls_reviewed_and_refuse_or_skip_unknown_ids(tmp_path):
     store = Store(tmp_path / "qa.db")
     k = key(tmp_path, "a.wav", b"x")
-    store.add_result(k, result())
-    stored, unknown = store.add_reviews([
+    store.add_result(k, result(rubric={"items": [{"id": "1b", "points": 2, "score": 1,
+                                                  "bands": [[0, 0], [1, 1], [2, 2]]}]}))
+    rows = [
         {"call_id": k.call_id, "item_id": "1b", "inspector_score": 2, "inspector": "李", "reviewed_at": "2026-01-01"},
         {"call_id": "f" * 64, "item_id": "1b", "inspector_score": 1},
-    ])
-    assert (stored, unknown) == (1, ["f" * 64])
+    ]
+    with pytest.raises(ReviewsRefused, match="row 2: call ffffffffffff… is not in the store"):
+        store.add_reviews(rows)  # all or nothing
+    assert store.calls()[0]["status"] == "pending_review"
+    assert store.conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+    stored, skipped = store.add_reviews(rows, skip_bad=True)
+    assert (stored, skipped) == (1, ["row 2: call ffffffffffff… is not in the store"])
     assert store.calls()[0]["status"] == "reviewed"
 
 
 def test_not_a_database(tmp_path):
     path = tmp_path / "qa.db"
     path.write_text("this is not sqlite, " * 100)
-    with pytest.raises(StoreError, match="not a qa-audio database"):
+    with pytest.raises(StoreError, match="not a qa-audio store"):
         Store(path)
 
 

@@ -9,16 +9,18 @@ forbidden phrase of the 0-2 band is ``fatal``, one of the 3-5 band is ``low_tota
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
 import random
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
-from qa_audio.batch.store import Store
+from qa_audio.batch.store import Store, item_bands
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,12 @@ REASONS = ("fatal", "low_confidence", "low_total", "random_sample", "routine")
 
 COLUMNS = ("review_priority", "review_reason", "call_id", "path", "analysed_at", "duration", "channels", "total",
            "max_total", "flags", "min_confidence", "status")
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+"""what a CSV text cell may not start with (OWASP's CSV injection list, plus the fullwidth ＝＋－＠)"""
+REVIEW_FIELDS = ("call_id", "item_id", "inspector_score", "inspector", "reviewed_at")
+"""the columns (CSV) or keys (JSONL) of an inspector sheet; the first three are required"""
+
 
 class ReviewSheetError(ValueError):
     """An inspector sheet that cannot be read; the message names the file and line."""
@@ -124,25 +132,32 @@ def write_rows(rows: list[dict[str, Any]], handle: IO[str], fmt: str) -> None:
     rules = sorted({rule for row in rows for rule in row["finding_counts"]})
     item_ids = sorted({item["id"] for row in rows for item in row["items"]}, key=_item_order)
     writer = csv.writer(handle)
-    writer.writerow([*COLUMNS, *(f"findings.{r}" for r in rules), *(f"item.{i}" for i in item_ids)])
+    header = [*COLUMNS, *(f"findings.{r}" for r in rules), *(f"item.{i}" for i in item_ids)]
+    writer.writerow([_cell(name) for name in header])
     for row in rows:
         scores = {item["id"]: item["score"] for item in row["items"]}
-        writer.writerow([";".join(row[c]) if c == "flags" else _cell(row[c]) for c in COLUMNS]
-                        + [row["finding_counts"].get(r, 0) for r in rules]
+        writer.writerow([_cell(";".join(str(f) for f in row[c])) if c == "flags" else _cell(row[c]) for c in COLUMNS]
+                        + [_cell(row["finding_counts"].get(r, 0)) for r in rules]
                         + [_cell(scores.get(i)) for i in item_ids])
 
 
-def read_reviews(path: Path | str) -> list[dict[str, Any]]:
-    """Rows {call_id, item_id, inspector_score, inspector, reviewed_at} from a JSONL or CSV sheet."""
+def read_reviews(path: Path | str, keep_bad: bool = False) -> list[dict[str, Any]]:
+    """Rows {call_id, item_id, inspector_score, inspector, reviewed_at, source, line} from a JSONL or
+    CSV sheet (by extension); what the row means is checked by :meth:`Store.add_reviews`.
+
+    A row that cannot be read (not JSON, a missing or unknown field, a score that is not a number)
+    raises :class:`ReviewSheetError` naming ``file:line``, or with ``keep_bad`` comes back with its
+    ``problem`` (for the store to refuse or skip). A file that cannot be read at all, or a CSV header
+    without the required columns or with unknown ones, always raises.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ReviewSheetError(f"{path}: cannot read: {exc}") from exc
-    raw: list[tuple[int, dict[str, Any]]] = []
+    raw: list[tuple[int, dict[str, Any] | str]] = []
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        raw = [(number, dict(row)) for number, row in enumerate(reader, start=2)]
+        raw = _csv_rows(path, text)
     else:
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -150,26 +165,81 @@ def read_reviews(path: Path | str) -> list[dict[str, Any]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ReviewSheetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+                raw.append((number, f"not JSON ({exc.msg})"))
+                continue
             if not isinstance(value, dict):
-                raise ReviewSheetError(f"{path}:{number}: expected an object per line")
+                raw.append((number, "expected an object per line"))
+                continue
+            unknown = [key for key in value if key not in REVIEW_FIELDS]
+            if unknown:
+                raw.append((number, f"unknown field(s) {', '.join(repr(k[:30]) for k in unknown[:5])} (expected "
+                                    f"{', '.join(REVIEW_FIELDS)})"))
+                continue
             raw.append((number, value))
     rows = []
     for number, row in raw:
-        missing = [k for k in ("call_id", "item_id", "inspector_score") if row.get(k) in (None, "")]
-        if missing:
-            raise ReviewSheetError(f"{path}:{number}: missing {', '.join(missing)}")
-        try:
-            score = float(row["inspector_score"])
-        except (TypeError, ValueError) as exc:
-            raise ReviewSheetError(f"{path}:{number}: inspector_score {row['inspector_score']!r} is not a number") \
-                from exc
-        if not math.isfinite(score):
-            raise ReviewSheetError(f"{path}:{number}: inspector_score must be finite")
-        rows.append({"call_id": str(row["call_id"]).strip(), "item_id": str(row["item_id"]).strip(),
-                     "inspector_score": score, "inspector": _optional(row.get("inspector")),
-                     "reviewed_at": _optional(row.get("reviewed_at"))})
+        parsed = _review_row(row) if isinstance(row, dict) else {"problem": row}
+        parsed.update(source=str(path), line=number)
+        if parsed.get("problem") and not keep_bad:
+            raise ReviewSheetError(f"{path}:{number}: {parsed['problem']}")
+        rows.append(parsed)
     return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        names = [name.strip() for name in header]
+        unknown = [name for name in names if name not in REVIEW_FIELDS]
+        missing = [name for name in REVIEW_FIELDS[:3] if name not in names]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if unknown or missing or doubled:
+            what = "; ".join(part for part in (
+                f"unknown column(s) {', '.join(repr(n[:30]) for n in unknown[:5])}" if unknown else "",
+                f"missing column(s) {', '.join(missing)}" if missing else "",
+                f"column(s) given twice: {', '.join(doubled)}" if doubled else "") if part)
+            raise ReviewSheetError(f"{path}:1: {what} (expected {', '.join(REVIEW_FIELDS)})")
+        out: list[tuple[int, dict[str, Any] | str]] = []
+        for cells in reader:
+            number = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(names):
+                out.append((number, f"{len(cells)} values for {len(names)} columns"))
+                continue
+            out.append((number, dict(zip(names, cells + [""] * (len(names) - len(cells)), strict=True))))
+        return out
+    except csv.Error as exc:
+        raise ReviewSheetError(f"{path}:{reader.line_num}: not CSV ({exc})") from exc
+
+
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def _review_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One sheet row as the store takes it; ``problem`` says why it cannot be (the first reason)."""
+    out: dict[str, Any] = {field: None for field in REVIEW_FIELDS}
+    missing = [k for k in REVIEW_FIELDS[:3] if row.get(k) is None or (isinstance(row[k], str) and not row[k].strip())]
+    if missing:
+        return {**out, "problem": f"missing {', '.join(missing)}"}
+    for field in ("call_id", "item_id", "inspector", "reviewed_at"):
+        value = row.get(field)
+        if value is not None and not isinstance(value, str):
+            return {**out, "problem": f"{field} must be text, not {json.dumps(value)[:20]}"}
+        out[field] = _optional(value)
+    score = row["inspector_score"]
+    if isinstance(score, str) and _DECIMAL.fullmatch(score.strip()):
+        score = float(score.strip())
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        shown = json.dumps(score, ensure_ascii=False)[:20] if not isinstance(score, str) else repr(score[:20])
+        return {**out, "problem": f"inspector_score {shown} is not a number"}
+    if not math.isfinite(score):
+        return {**out, "problem": "inspector_score must be finite"}
+    out["inspector_score"] = float(score)
+    return out
 
 
 def agreement_report(store: Store) -> dict[str, Any]:
@@ -201,20 +271,8 @@ def agreement_report(store: Store) -> dict[str, Any]:
 
 
 def _bands(item: dict[str, Any]) -> list[tuple[float, float]]:
-    own = item.get("bands")
-    if isinstance(own, list) and own:
-        parsed = []
-        for band in own:
-            if isinstance(band, str) and "-" in band:
-                low, high = band.split("-", 1)
-                parsed.append((float(low), float(high)))
-            elif isinstance(band, list | tuple) and len(band) == 2:
-                parsed.append((float(band[0]), float(band[1])))
-            elif isinstance(band, int | float | str):
-                parsed.append((float(band), float(band)))
-        if parsed:
-            return sorted(parsed)
-    return []  # a result from before the rubric: each score is its own band
+    """The item's own bands; [] for a result from before the rubric: each score is its own band."""
+    return item_bands(item)
 
 
 def _band_index(score: float, bands: list[tuple[float, float]]) -> int:
@@ -249,7 +307,14 @@ def _day(value: str | None, name: str) -> str | None:
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    """A CSV cell: None empty, numbers as they are, text that a spreadsheet would run as a formula
+    (starting with = + - @, a tab or a carriage return, or a fullwidth ＝ ＋ － ＠) behind a quote."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _optional(value: Any) -> str | None:

@@ -5,23 +5,26 @@ Flow (see ``docs/batch.md``):
 2. :func:`plan` hashes each one (sha256, streamed) and sorts it: already in the store (skipped,
    its path noted), failed before (skipped unless ``retry_failed``), a duplicate of another file in
    this run, unreadable or longer than ``max_duration`` (recorded as failed without decoding), or to do.
-3. The jobs run on N worker processes (``engine="local"``: a ``ProcessPoolExecutor`` whose
-   initializer builds one :class:`~qa_audio.pipeline.Analyzer` per process) or on a Dask cluster
-   (``engine="dask"``). Workers only analyse and return plain dicts; this process alone writes the
-   store, one transaction per call, so a kill loses at most the calls in flight.
+   Anything that is not a regular file (a FIFO, a socket, a device) is recorded as failed from
+   ``stat`` alone, never opened.
+3. The jobs run on N worker processes (``engine="local"``: :func:`_run_local`, each process builds
+   one :class:`~qa_audio.pipeline.Analyzer` and takes one call at a time over its own pipe, so a
+   worker that dies names the one call it had) or on a Dask cluster (``engine="dask"``). Workers
+   only analyse and return plain dicts; this process alone writes the store, one transaction per
+   call, so a kill loses at most the calls in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,20 @@ from qa_audio.pipeline import AnalyzeOptions, Analyzer
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+"""what a folder walk picks up by default (``--extensions``): the formats the decoder reads"""
+RECORDING_EXTENSIONS = AUDIO_EXTENSIONS + (".m4a", ".mp4", ".aac", ".amr", ".awb", ".wma", ".opus", ".oga", ".aif",
+                                           ".aiff", ".au", ".snd", ".caf", ".gsm", ".vox", ".wv", ".ape", ".3gp",
+                                           ".webm", ".mka")
+"""a file named as a source with one of these is a recording (an unreadable format fails as bad input)"""
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
+"""a file named as a source with one of these is a list file (UTF-8, one path a line)"""
 DEFAULT_MAX_DURATION = 4 * 3600.0
 MAX_AUTO_WORKERS = 8
-# Jobs queued per worker beyond the one it runs: keeps workers busy without piling up lost work.
+# dask: jobs queued per worker beyond the one it runs (the local engine gives each worker one at a time).
 QUEUE_DEPTH = 1
+# local: a call that was in hand each time this many worker processes died is recorded as failed;
+# before that it is tried again on a new worker (an out-of-memory kill may have been bad luck).
+MAX_WORKER_DEATHS = 2
 
 BAD_INPUT = "bad_input"
 TOO_LONG = "too_long"
@@ -43,6 +56,10 @@ UNREADABLE = "unreadable"
 ERROR = "error"
 WORKER_DIED = "worker_died"
 SETUP = "setup"
+
+
+class SourceError(ValueError):
+    """A batch source that is neither a folder, a recording nor a usable list file; one line naming it."""
 
 
 class WorkerSetupError(RuntimeError):
@@ -113,6 +130,8 @@ class Summary:
     threads: int = 0
     engine: str = "local"
     interrupted: bool = False
+    worker_deaths: int = 0
+    """local engine: worker processes that died with a call in hand (the call was retried or failed)"""
 
     @property
     def skipped(self) -> int:
@@ -134,6 +153,9 @@ class BatchProgress:
     def planned(self, jobs: int, audio_seconds: float) -> None:
         """the work to do is known"""
 
+    def started(self, job: Job, worker_pid: int) -> None:
+        """a worker process (local engine) has been handed ``job``"""
+
     def finished(self, outcome: Outcome, audio_seconds: float) -> None:
         """one job is stored (done or failed)"""
 
@@ -143,27 +165,39 @@ class BatchProgress:
 
 
 def discover(sources: Iterable[Path | str], extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Every recording under ``sources``: folders recursively by extension, audio files as given,
-    any other file as a list of paths (one a line, ``#`` comments, relative to the list's folder).
+    """Every recording under ``sources``, in order, each once.
 
-    A missing source raises ``FileNotFoundError``; a missing file named in a list is returned, and
-    fails as unreadable.
+    A source is, by what it is and then by its extension (case-insensitive):
+
+    - a folder: walked recursively; every entry with one of ``extensions`` is taken (a FIFO or socket
+      with such a name too: :func:`plan` records it as failed without opening it), others are ignored;
+    - a file ending in one of ``extensions`` or another audio extension (:data:`RECORDING_EXTENSIONS`,
+      e.g. ``.m4a``): a recording, taken as is (the decoder says whether it can read it);
+    - a file ending in ``.txt``, ``.lst`` or ``.list`` (:data:`LIST_EXTENSIONS`): a list file, UTF-8
+      text, one path a line, ``#`` comments, relative paths relative to the list's folder;
+    - anything else: :class:`SourceError`, one line naming it (a README or a stray binary given by
+      mistake is not read as a list of paths).
+
+    A missing source raises ``FileNotFoundError``; a list file that is not a regular file or not
+    UTF-8 text raises :class:`SourceError`. A missing file named in a list is returned, and fails
+    as unreadable.
     """
     wanted = tuple(e.lower() for e in extensions)
     found: list[Path] = []
     for source in map(Path, sources):
+        suffix = source.suffix.lower()
         if source.is_dir():
             found += sorted(p for p in source.rglob("*") if p.suffix.lower() in wanted and not p.is_dir())
-        elif source.suffix.lower() in wanted:
+        elif suffix in wanted or suffix in RECORDING_EXTENSIONS:
             found.append(source)
-        elif source.is_file():
-            for line in source.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    entry = Path(line)
-                    found.append(entry if entry.is_absolute() else source.parent / entry)
-        else:
+        elif not source.exists() and not source.is_symlink():
             raise FileNotFoundError(f"{source}: no such file or folder")
+        elif suffix in LIST_EXTENSIONS:
+            found += read_list_file(source)
+        else:
+            raise SourceError(f"{source}: not a recording or a list file (list files end in "
+                              f"{', '.join(LIST_EXTENSIONS[:-1])} or {LIST_EXTENSIONS[-1]}; recordings in "
+                              f"{', '.join(dict.fromkeys(wanted + AUDIO_EXTENSIONS))}, …)")
     seen: set[Path] = set()
     unique = []
     for path in found:
@@ -171,6 +205,48 @@ def discover(sources: Iterable[Path | str], extensions: Iterable[str] = AUDIO_EX
             seen.add(path)
             unique.append(path)
     return unique
+
+
+def read_list_file(source: Path) -> list[Path]:
+    """The paths in a list file (see :func:`discover`); :class:`SourceError` when it cannot be one."""
+    problem = not_a_regular_file(source)
+    if problem:
+        raise SourceError(f"{source}: {problem}; a list file must be a regular file")
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{source}: cannot read the list file: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{source}: not UTF-8 text (byte {exc.start}); a list file holds one path a "
+                          "line") from None
+    if "\0" in text:
+        raise SourceError(f"{source}: not a text file (holds NUL bytes); a list file holds one path a line")
+    paths = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entry = Path(line)
+            paths.append(entry if entry.is_absolute() else source.parent / entry)
+    return paths
+
+
+def not_a_regular_file(path: Path | str) -> str | None:
+    """``"not a regular file (FIFO)"`` and the like, from ``stat`` alone (nothing is opened: opening
+    a FIFO blocks until a writer comes, a device may act on open); None for a regular file or a path
+    that cannot be stat'ed (the caller's read reports that)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return f"not a regular file ({kind})"
+    return "not a regular file"
 
 
 def header_duration(path: str) -> float | None:
@@ -188,7 +264,7 @@ def plan(store: Store, paths: Iterable[Path], options: BatchOptions) -> Plan:
     result = Plan()
     seen: set[str] = set()
     for path in paths:
-        key = hash_file(path)
+        key = _regular_file_key(path) or hash_file(path)
         if key.call_id is None:
             if store.failure(key.failure_key) and not options.retry_failed:
                 result.skipped_failed += 1
@@ -209,13 +285,34 @@ def plan(store: Store, paths: Iterable[Path], options: BatchOptions) -> Plan:
             continue
         duration = header_duration(key.path)
         if duration is not None and duration > options.max_duration:
-            result.failed.append((key, f"{key.path}: {duration / 3600:.1f} h long, over --max-duration "
+            result.failed.append((key, f"{key.path}: {_length(duration)} long, over --max-duration "
                                        f"{options.max_duration / 3600:g} h; not decoded", TOO_LONG))
             continue
         result.jobs.append(Job(key, duration))
     # Longest first: the night ends sooner when the long calls do not start last.
     result.jobs.sort(key=lambda job: -(job.duration or 0.0))
     return result
+
+
+def _regular_file_key(path: Path | str) -> FileKey | None:
+    """A failed key for anything that is not a regular file (never opened, never hashed), else None.
+
+    Keyed by ``path:size:mtime`` like any unreadable file, so a rerun skips it unless --retry-failed.
+    """
+    problem = not_a_regular_file(path)
+    if problem is None:
+        return None
+    try:
+        status = os.stat(path)
+    except OSError:  # gone meanwhile: hash_file says so
+        return None
+    return FileKey(str(path), status.st_size, status.st_mtime, None, f"{path}: {problem}; never opened")
+
+
+def _length(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def worker_layout(options: BatchOptions, jobs: int) -> tuple[int, int]:
@@ -234,8 +331,9 @@ def worker_layout(options: BatchOptions, jobs: int) -> tuple[int, int]:
 def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions | None = None,
               progress: BatchProgress | None = None) -> Summary:
     """Analyse every recording under ``sources`` not yet in ``store``; return what happened."""
+    sources = list(sources)  # read twice: discovered, then noted in the run's settings
     options = options or BatchOptions()
-    progress = progress or BatchProgress()
+    progress = _Guarded(progress or BatchProgress())
     started = time.perf_counter()
     paths = discover(sources, options.extensions)
     work = plan(store, paths, options)
@@ -246,12 +344,6 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
                 "max_duration": options.max_duration, "retry_failed": options.retry_failed,
                 "analyze": asdict(options.analyze)}
     run_id = store.start_run(options.engine, settings)
-    for key, error, kind in work.failed:
-        store.add_failure(key, error, kind, run_id)
-        summary.failures.append((key.path, error))
-    logger.info("%d files: %d to analyse, %d skipped, %d failed before decoding", len(paths), len(work.jobs),
-                work.skipped, len(work.failed))
-    progress.planned(len(work.jobs), sum(job.duration or 0.0 for job in work.jobs))
 
     def commit(job: Job, outcome: Outcome) -> None:
         if outcome.kind == SETUP:
@@ -270,13 +362,20 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
             summary.failures.append((job.key.path, error))
         progress.finished(outcome, job.duration or audio_seconds)
 
-    try:
+    try:  # from here on the run row is finished whatever happens
+        for key, error, kind in work.failed:
+            store.add_failure(key, error, kind, run_id)
+            summary.failures.append((key.path, error))
+        logger.info("%d files: %d to analyse, %d skipped, %d failed before decoding", len(paths),
+                    len(work.jobs), work.skipped, len(work.failed))
+        progress.planned(len(work.jobs), sum(job.duration or 0.0 for job in work.jobs))
         if work.jobs:
             analyze_options = _with_threads(options.analyze, threads)
             if options.engine == "dask":
                 _run_dask(work.jobs, analyze_options, threads, workers, options.scheduler, commit)
             elif options.engine == "local":
-                _run_local(work.jobs, analyze_options, threads, workers, commit)
+                summary.worker_deaths = _run_local(work.jobs, analyze_options, threads, workers, commit,
+                                                   progress.started)
             else:
                 raise ValueError(f"unknown engine {options.engine!r} (local or dask)")
     except KeyboardInterrupt:
@@ -289,47 +388,188 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
     return summary
 
 
+class _Guarded(BatchProgress):
+    """A progress display that fails (a terminal gone, a bug in drawing) is logged and switched off:
+    it must not stop the night or lose the run row."""
+
+    def __init__(self, inner: BatchProgress):
+        self.inner: BatchProgress | None = inner
+
+    def _call(self, name: str, *args: Any) -> None:
+        method = getattr(self.inner, name, None)  # a display may leave out what it does not show
+        if method is None:
+            return
+        try:
+            method(*args)
+        except Exception as exc:
+            logger.warning("progress display failed (%s: %s); the batch goes on without it", type(exc).__name__,
+                           _one_line(str(exc)))
+            self.inner = None
+
+    def planned(self, jobs: int, audio_seconds: float) -> None:
+        self._call("planned", jobs, audio_seconds)
+
+    def started(self, job: Job, worker_pid: int) -> None:
+        self._call("started", job, worker_pid)
+
+    def finished(self, outcome: Outcome, audio_seconds: float) -> None:
+        self._call("finished", outcome, audio_seconds)
+
+
 def _with_threads(options: AnalyzeOptions, threads: int) -> AnalyzeOptions:
     return replace(options, threads=threads, asr=replace(options.asr, cpu_threads=threads))
 
 
 def _run_local(jobs: list[Job], options: AnalyzeOptions, threads: int, workers: int,
-               commit: Callable[[Job, Outcome], None]) -> None:
+               commit: Callable[[Job, Outcome], None], started: Callable[[Job, int], None] | None = None) -> int:
+    """Run ``jobs`` on ``workers`` processes, one call at a time each, so a dead worker names its call.
+
+    Each worker has its own pipe: it says ``ready`` once its models are loaded, then takes one job,
+    returns its outcome, takes the next. When a worker dies (its process sentinel fires: SIGKILL,
+    the kernel's OOM killer, a crash in native code), the one call it was analysing is the only call
+    concerned: it goes back to the end of the queue and is tried once more on a new worker; a call
+    that has killed :data:`MAX_WORKER_DEATHS` workers is recorded as failed (``worker_died``). The
+    other workers and their calls are not touched. Returns how many workers died with a call in hand.
+    """
     import multiprocessing
+    from multiprocessing.connection import wait as wait_for
 
     # spawn, not fork: workers start clean (no copy of this process's SQLite handle or threads).
     context = multiprocessing.get_context("spawn")
     queue = deque(jobs)
-    while queue:
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                   initargs=(options, threads, os.getpid()))
-        in_flight: dict[Future, Job] = {}
+    deaths: dict[str, int] = {}
+    """failure key -> workers that died while analysing that call"""
+    setup_deaths = 0
+    pool: list[_Worker | None] = [_Worker(context, options, threads) for _ in range(workers)]
+    try:
+        while queue or any(w is not None and w.job is not None for w in pool):
+            idle = sum(1 for w in pool if w is not None and w.job is None)
+            for i, worker in enumerate(pool):  # a dead worker is replaced only while there is work for it
+                if worker is None and len(queue) > idle:
+                    pool[i] = _Worker(context, options, threads)
+                    idle += 1
+            live = [w for w in pool if w is not None]
+            wait_for([w.conn for w in live] + [w.process.sentinel for w in live])
+            finished: list[tuple[Job, Outcome]] = []
+            for i, worker in enumerate(pool):
+                if worker is None:
+                    continue
+                for kind, payload in worker.receive():
+                    if kind == "ready":
+                        if payload is not None:
+                            raise WorkerSetupError(payload)
+                        worker.ready = True
+                        setup_deaths = 0
+                    elif kind == "done" and worker.job is not None:
+                        finished.append((worker.job, payload))
+                        worker.job = None
+                if worker.process.is_alive() and not worker.broken:
+                    if worker.ready and worker.job is None and queue:
+                        worker.assign(queue.popleft(), started)  # before the commits: it is not kept waiting
+                    continue
+                pool[i] = None
+                how = worker.reap()
+                job = worker.job
+                if job is None:
+                    if not worker.ready:
+                        setup_deaths += 1
+                        if setup_deaths > MAX_WORKER_DEATHS:
+                            raise WorkerSetupError(f"worker processes keep dying while loading the models "
+                                                   f"({how}; out of memory?)")
+                    logger.error("a worker process died (%s) with no call in hand", how)
+                    continue
+                key = job.key.failure_key
+                deaths[key] = deaths.get(key, 0) + 1
+                if deaths[key] >= MAX_WORKER_DEATHS:
+                    logger.error("%s: a worker died while analysing this file, %d times (%s); recorded as failed",
+                                 job.key.path, deaths[key], how)
+                    finished.append((job, Outcome(
+                        job.key.call_id or "", job.key.path, kind=WORKER_DIED,
+                        error=f"{job.key.path}: worker died while analysing this file ({deaths[key]} times, "
+                              f"last {how}: out of memory or a crash in native code); rerun with --retry-failed")))
+                else:
+                    logger.warning("%s: the worker analysing it died (%s); it goes back in the queue, to be tried "
+                                   "once more on a new worker", job.key.path, how)
+                    queue.append(job)
+            for job, outcome in finished:
+                commit(job, outcome)
+    except BaseException:
+        for worker in pool:
+            if worker is not None:
+                worker.kill()
+        raise
+    for worker in pool:
+        if worker is not None:
+            worker.ask_to_stop()
+    for worker in pool:
+        if worker is not None:
+            worker.stop()
+    return sum(deaths.values())
+
+
+class _Worker:
+    """One worker process of the local engine and the parent's end of its pipe."""
+
+    def __init__(self, context: Any, options: AnalyzeOptions, threads: int):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, options, threads, os.getpid()),
+                                       name="qa-audio-worker")
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.broken = False
+        self.job: Job | None = None
+
+    def assign(self, job: Job, started: Callable[[Job, int], None] | None) -> None:
+        self.job = job
         try:
-            while queue or in_flight:
-                while queue and len(in_flight) < workers * (1 + QUEUE_DEPTH):
-                    job = queue.popleft()
-                    in_flight[pool.submit(analyze_job, job.key.path, job.key.call_id or "")] = job
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = in_flight.pop(future)
-                    commit(job, future.result())
-        except BrokenProcessPool:
-            # A worker died (out of memory, a crash in native code): which call killed it is unknown,
-            # so every call in flight is recorded as failed (--retry-failed retries them) and the
-            # night goes on with a fresh pool.
-            for job in in_flight.values():
-                commit(job, Outcome(job.key.call_id or "", job.key.path, kind=WORKER_DIED,
-                                    error=f"{job.key.path}: a worker process died while this call was in flight "
-                                          "(out of memory or a crash); rerun with --retry-failed"))
-            logger.error("a worker process died; %d call(s) recorded as failed, starting new workers",
-                         len(in_flight))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        else:
-            pool.shutdown(wait=True)
+            self.conn.send((job.key.path, job.key.call_id or ""))
+        except OSError:  # it is dying: its sentinel says so next
+            self.broken = True
             return
-        pool.shutdown(wait=False, cancel_futures=True)
+        logger.info("%s: analysing (worker pid %s)", job.key.path, self.process.pid)
+        if started is not None:
+            started(job, self.process.pid or 0)
+
+    def receive(self) -> list[tuple[str, Any]]:
+        messages = []
+        try:
+            while not self.broken and self.conn.poll():
+                messages.append(self.conn.recv())
+        except (EOFError, OSError):
+            self.broken = True  # died (or is dying): the process is reaped by the caller
+        return messages
+
+    def reap(self) -> str:
+        """Wait for the dead process; how it ended, in words."""
+        self.process.join(timeout=10)
+        if self.process.exitcode is None:  # its pipe broke but it lives on: end it
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def ask_to_stop(self) -> None:
+        """No more jobs: it exits when it has read this (its own clean-up runs)."""
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Wait for it to exit after :meth:`ask_to_stop`; kill it after ``timeout`` seconds."""
+        self.process.join(timeout=timeout)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.process.exitcode is None:
+            self.process.kill()
+        self.process.join(timeout=10)
+        self.conn.close()
 
 
 def _run_dask(jobs: list[Job], options: AnalyzeOptions, threads: int, workers: int, scheduler: str | None,
@@ -363,7 +603,10 @@ def _run_dask(jobs: list[Job], options: AnalyzeOptions, threads: int, workers: i
             if future.status == "finished":
                 outcome = future.result()
             else:
-                error = future.exception()
+                try:
+                    error = future.exception()
+                except Exception as exc:  # cancelled (the scheduler gave it up): that is the reason
+                    error = exc
                 outcome = Outcome(job.key.call_id or "", job.key.path, kind=WORKER_DIED,
                                   error=f"{job.key.path}: the dask task failed ({type(error).__name__}: "
                                         f"{_one_line(str(error))})")
@@ -404,6 +647,18 @@ def init_worker(options: AnalyzeOptions, threads: int, parent_pid: int | None = 
     except Exception as exc:  # reported with the first job: a broken pool would hide the reason
         logger.exception("worker setup failed")
         _setup_error = _one_line(str(exc)) or type(exc).__name__
+
+
+def _worker_main(conn: Any, options: AnalyzeOptions, threads: int, parent_pid: int) -> None:
+    """A local-engine worker: load the models, say ``ready`` (or why not), then one job at a time."""
+    init_worker(options, threads, parent_pid)
+    try:
+        conn.send(("ready", _setup_error))
+        while (message := conn.recv()) is not None:
+            path, call_id = message
+            conn.send(("done", analyze_job(path, call_id)))
+    except (EOFError, OSError):  # the batch process is gone
+        pass
 
 
 def analyze_job(path: str, call_id: str) -> Outcome:

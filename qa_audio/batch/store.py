@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -38,6 +39,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 STORE_VERSION = 1
+APPLICATION = "qa-audio"
+"""``meta`` key ``application``: what marks a file as a qa-audio store"""
+STORE_TABLES = ("meta", "runs", "calls", "paths", "findings", "rubric_items", "failures", "reviews")
+SQLITE_HEADER = b"SQLite format 3\x00"
 STATUSES = ("pending_review", "reviewed")
 HASH_CHUNK = 1 << 20
 
@@ -134,6 +139,15 @@ class StoreError(RuntimeError):
     """The database cannot be opened or is not a qa-audio store."""
 
 
+class ReviewsRefused(ValueError):
+    """Review rows that cannot be stored; ``problems`` holds one ``file:line: reason`` per bad row."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more bad row(s))" if len(problems) > 1 else ""
+        super().__init__(f"{problems[0]}{more}")
+
+
 @dataclass(frozen=True)
 class FileKey:
     """What identifies a file on disk: its content hash, or why it could not be read."""
@@ -171,34 +185,58 @@ def hash_file(path: Path | str) -> FileKey:
 
 
 class Store:
-    """The SQLite store. Open one per process; only one process should write results at a time."""
+    """The SQLite store. Open one per process; only one process should write results at a time.
 
-    def __init__(self, path: Path | str, timeout: float = 60.0):
+    ``read_only=True`` (``export``, ``agreement``): opened with SQLite's ``mode=ro``, so nothing is
+    ever written to the file; a missing file is not created. Where the folder is read-only and the
+    ``-wal``/``-shm`` files cannot be made, it falls back to ``immutable=1`` (safe then: no writer can
+    be at work in a folder nobody can write).
+
+    Either way a file must be a qa-audio store: one with the marker (``meta`` ``application`` =
+    ``qa-audio``), or one made by an earlier qa-audio (its tables, ``store_version``, no marker:
+    a writer adds the marker). An SQLite file of another application is refused, untouched.
+    """
+
+    def __init__(self, path: Path | str, timeout: float = 60.0, read_only: bool = False):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        self.read_only = read_only
+        if read_only:
+            self.conn = _connect_read_only(self.path, timeout)
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
         self.conn.row_factory = sqlite3.Row
         try:
+            kind = _store_kind(self.conn, self.path)  # before any write: a foreign file stays as it was
+            if read_only:
+                if kind == "empty":
+                    raise StoreError(f"not a qa-audio store: {self.path} (an empty database)")
+                missing = [t for t in STORE_TABLES if t not in _tables(self.conn)]
+                if missing:
+                    raise StoreError(f"not a qa-audio store: {self.path} (no {', '.join(missing)} table)")
+                return
             self.conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed call survives a killed process; a power cut may lose the
             # last few commits but never corrupts the file (they are redone on the next run).
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
+                _store_kind(self.conn, self.path)  # again, now that no other process can be creating it
                 for statement in _statements(SCHEMA):
                     self.conn.execute(statement)
-                row = self.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
-                if row is None:
-                    self.conn.execute("INSERT INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
-                elif int(row[0]) > STORE_VERSION:
-                    raise StoreError(f"{self.path}: store version {row[0]} is newer than this qa-audio "
-                                     f"({STORE_VERSION})")
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('application', ?)", (APPLICATION,))
+        except StoreError:
+            self.conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.conn.close()
-            raise StoreError(f"{self.path}: not a qa-audio database ({exc})") from exc
+            if exc.sqlite_errorname == "SQLITE_NOTADB":
+                raise StoreError(f"not a qa-audio store: {self.path} (not an SQLite database)") from exc
+            raise StoreError(f"{self.path}: cannot use the database: {exc}") from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -311,29 +349,52 @@ class Store:
             if key.call_id:
                 self._note_path(key.call_id, key.path)
 
-    def add_reviews(self, rows: Iterable[dict[str, Any]]) -> tuple[int, list[str]]:
+    def add_reviews(self, rows: Iterable[dict[str, Any]], skip_bad: bool = False) -> tuple[int, list[str]]:
         """Store inspector scores (one per call and item; a re-import replaces) and mark the calls reviewed.
 
-        All or nothing: returns (rows stored, call ids that are not in the store and were skipped).
+        Each row is checked against the stored call's rubric: the call must be in the store, the item
+        in its rubric, the score a number (not a bool) from 0 to the item's points and inside one of
+        its ``bands``; a (call, item) given twice is refused the second time. A row from
+        :func:`qa_audio.batch.export.read_reviews` names its ``source`` and ``line`` (and carries
+        ``problem`` when it could not be read). Returns (rows stored, the bad rows skipped as
+        ``file:line: reason``). All or nothing: a bad row raises :class:`ReviewsRefused` listing every
+        bad row and stores nothing, unless ``skip_bad``: then the good rows are stored.
         """
-        stored, unknown = 0, []
         stamp = now()
+        problems: list[str] = []
+        good: list[dict[str, Any]] = []
         with self.transaction():
-            for row in rows:
-                call_id = row["call_id"]
-                if not self.has_call(call_id):
-                    unknown.append(call_id)
+            items: dict[str, dict[str, sqlite3.Row] | None] = {}
+            seen: dict[tuple[str, str], str] = {}
+            for index, row in enumerate(rows, start=1):
+                where = (f"{row['source']}:{row['line']}" if row.get("source") is not None and row.get("line")
+                         else f"row {row.get('line') or index}")
+                call_id = row.get("call_id")
+                if isinstance(call_id, str) and call_id not in items:
+                    found = self.conn.execute("SELECT item_id, points, data FROM rubric_items WHERE call_id=?",
+                                              (call_id,)).fetchall()
+                    items[call_id] = {r["item_id"]: r for r in found} if self.has_call(call_id) else None
+                reason = _review_problem(row, items.get(call_id) if isinstance(call_id, str) else None)
+                pair = (str(call_id), str(row.get("item_id")))
+                if reason is None and pair in seen:
+                    reason = f"call {_short(pair[0])} item {pair[1]} is already scored at {seen[pair]}"
+                if reason is not None:
+                    problems.append(f"{where}: {reason}")
                     continue
+                seen[pair] = f"line {row['line']}" if row.get("line") else where
+                good.append(row)
+            if problems and not skip_bad:
+                raise ReviewsRefused(problems)
+            for row in good:
                 self.conn.execute(
                     "INSERT INTO reviews (call_id, item_id, inspector_score, inspector, reviewed_at, imported_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(call_id, item_id) DO UPDATE SET "
                     "inspector_score=excluded.inspector_score, inspector=excluded.inspector, "
                     "reviewed_at=excluded.reviewed_at, imported_at=excluded.imported_at",
-                    (call_id, row["item_id"], row["inspector_score"], row.get("inspector"), row.get("reviewed_at"),
-                     stamp))
-                self.conn.execute("UPDATE calls SET status='reviewed' WHERE call_id=?", (call_id,))
-                stored += 1
-        return stored, sorted(set(unknown))
+                    (row["call_id"], row["item_id"], float(row["inspector_score"]), row.get("inspector"),
+                     row.get("reviewed_at"), stamp))
+                self.conn.execute("UPDATE calls SET status='reviewed' WHERE call_id=?", (row["call_id"],))
+        return len(good), problems
 
     # ------------------------------------------------------------------ reads
     def calls(self, include_superseded: bool = False) -> list[sqlite3.Row]:
@@ -397,6 +458,148 @@ def min_confidence(result: dict[str, Any]) -> float | None:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _review_problem(row: dict[str, Any], items: dict[str, sqlite3.Row] | None) -> str | None:
+    """Why a review row cannot be stored (None: it can); ``items`` are the call's rubric items, None
+    when the call is not in the store."""
+    if row.get("problem"):
+        return str(row["problem"])
+    call_id, item_id, score = row.get("call_id"), row.get("item_id"), row.get("inspector_score")
+    if not isinstance(call_id, str) or not call_id:
+        return "call_id must be text"
+    if not isinstance(item_id, str) or not item_id:
+        return "item_id must be text"
+    for field in ("inspector", "reviewed_at"):
+        if row.get(field) is not None and not isinstance(row[field], str):
+            return f"{field} must be text"
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return f"inspector_score {str(score)[:20]!r} is not a number"
+    if not math.isfinite(score):
+        return "inspector_score must be finite"
+    if items is None:
+        return f"call {_short(call_id)} is not in the store"
+    item = items.get(item_id)
+    if item is None:
+        if not items:
+            return f"call {_short(call_id)} has no rubric items (analysed before the rubric existed)"
+        known = ", ".join(sorted(items)[:20])
+        return f"call {_short(call_id)} has no rubric item {item_id[:20]!r} (its items: {known})"
+    data = json.loads(item["data"] or "{}")
+    points = _number(item["points"]) if item["points"] is not None else _number(data.get("max"))
+    if score < 0:
+        return f"item {item_id}: score {score:g} is below 0"
+    if points is not None and score > points:
+        return f"item {item_id}: score {score:g} is above its {points:g} points"
+    bands = item_bands(data)
+    if bands and not any(low - 1e-9 <= score <= high + 1e-9 for low, high in bands):
+        named = ", ".join(f"{low:g}" if low == high else f"{low:g}-{high:g}" for low, high in bands)
+        return f"item {item_id}: score {score:g} is in none of its bands ({named})"
+    return None
+
+
+def _short(call_id: str) -> str:
+    short = call_id if len(call_id) <= 16 else call_id[:12] + "…"
+    return short if short.isprintable() else repr(short)
+
+
+def is_sqlite_file(path: Path | str) -> bool:
+    """Whether ``path`` is a file that starts with SQLite's header (an unreadable one: False)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def item_bands(item: dict[str, Any]) -> list[tuple[float, float]]:
+    """A rubric item's ``bands`` as sorted (low, high) ranges; [] when it has none (or none readable)."""
+    own = item.get("bands")
+    parsed: list[tuple[float, float]] = []
+    if isinstance(own, list):
+        for band in own:
+            try:
+                if isinstance(band, str) and "-" in band:  # "0-2", as older results wrote them
+                    low, high = band.split("-", 1)
+                    parsed.append((float(low), float(high)))
+                elif isinstance(band, list | tuple) and len(band) == 2:
+                    parsed.append((float(band[0]), float(band[1])))
+                elif isinstance(band, int | float | str) and not isinstance(band, bool):
+                    parsed.append((float(band), float(band)))
+            except (TypeError, ValueError):
+                continue
+    return sorted((low, high) for low, high in parsed if math.isfinite(low) and math.isfinite(high))
+
+
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """``mode=ro`` (never writes, never creates); ``immutable=1`` where the folder lets SQLite make no
+    ``-wal``/``-shm`` file (a read-only mount), unless a ``-wal`` file holds changes it would miss."""
+    if not path.exists():
+        raise StoreError(f"{path}: no such database")
+    if not path.is_file():
+        raise StoreError(f"not a qa-audio store: {path} (not a file)")
+    uri = path.absolute().as_uri()
+    try:
+        return _probe(sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None))
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+            raise StoreError(f"{path}: cannot read the database: {exc}") from exc
+        wal = Path(f"{path}-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise StoreError(f"{path}: cannot read the store: its -wal file holds changes and SQLite cannot "
+                             f"open it here ({exc}); read it where its folder is writable") from exc
+    except sqlite3.DatabaseError as exc:
+        raise _database_error(path, exc) from exc
+    try:
+        return _probe(sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout,
+                                      isolation_level=None))
+    except sqlite3.DatabaseError as exc:
+        raise _database_error(path, exc) from exc
+
+
+def _probe(conn: sqlite3.Connection) -> sqlite3.Connection:
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        conn.execute("PRAGMA query_only=ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _database_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    if exc.sqlite_errorname == "SQLITE_NOTADB":
+        return StoreError(f"not a qa-audio store: {path} (not an SQLite database)")
+    return StoreError(f"{path}: cannot read the database: {exc}")
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _store_kind(conn: sqlite3.Connection, path: Path) -> str:
+    """``empty`` (a new file), ``marked`` (a qa-audio store) or ``legacy`` (made by an earlier qa-audio:
+    its tables and ``store_version``, no marker); anything else is refused (StoreError)."""
+    tables = _tables(conn)
+    if not tables:
+        return "empty"
+    meta: dict[str, str] = {}
+    if "meta" in tables:
+        try:
+            meta = {str(key): str(value) for key, value in conn.execute("SELECT key, value FROM meta")}
+        except sqlite3.Error:
+            meta = {}
+    marked = meta.get("application") == APPLICATION
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(calls)")} if "calls" in tables else set()
+    legacy = not marked and "store_version" in meta and {"call_id", "result_json"} <= columns
+    if not (marked or legacy):
+        raise StoreError(f"not a qa-audio store: {path} (an SQLite database without qa-audio's tables)")
+    version = meta.get("store_version", "")
+    if not version.isdigit():
+        raise StoreError(f"not a qa-audio store: {path} (store_version {version[:20]!r})")
+    if int(version) > STORE_VERSION:
+        raise StoreError(f"{path}: store version {version} is newer than this qa-audio ({STORE_VERSION})")
+    return "marked" if marked else "legacy"
 
 
 def _number(value: Any) -> float | None:

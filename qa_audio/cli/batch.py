@@ -25,7 +25,8 @@ from qa_audio.cli.common import fail as _fail
 
 DEFAULT_DB = Path("qa-audio.db")
 
-DbOption = Annotated[Path, typer.Option("--db", help="The SQLite store (created if missing).", dir_okay=False)]
+DbOption = Annotated[Path, typer.Option("--db", help="The SQLite store (batch creates it if missing).",
+                                         dir_okay=False)]
 
 
 class Engine(StrEnum):
@@ -53,15 +54,17 @@ def register(app: typer.Typer) -> None:
 
 
 def batch(
-    archive: Annotated[list[Path], typer.Argument(help="Folders (walked recursively), recordings, or list files "
-                                                  "(one path a line).")],
+    archive: Annotated[list[Path], typer.Argument(help="Folders (walked recursively), recordings (by audio "
+                                                  "extension), or list files (.txt, .lst, .list: UTF-8, one "
+                                                  "path a line).")],
     db: DbOption = DEFAULT_DB,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes, each loading the models once "
                                          "(0: one per core, at most 8).")] = 0,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads per worker (0: cores / workers).")] = 0,
     extensions: Annotated[str, typer.Option(help="Comma-separated extensions to pick up in folders.")]
     = ".wav,.flac,.mp3,.ogg",
-    max_duration: Annotated[float, typer.Option(min=1.0, help="Record longer recordings (hours, from the header) "
+    max_duration: Annotated[float, typer.Option(min=0.01, help="Record longer recordings (hours, from the header; "
+                                                "fractions allowed, e.g. 0.5 = 30 min, at least 0.01 = 36 s) "
                                                 "as failed without decoding them.")] = 4.0,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again the files that failed in "
                                                "earlier runs (default: skip them).")] = False,
@@ -83,7 +86,7 @@ def batch(
     """Analyse every recording in the archive that is not in the store yet; failures are recorded, not fatal."""
     privacy.keep_data_local()
     _configure_logging(verbose)
-    from qa_audio.batch.run import BatchOptions, WorkerSetupError, discover, run_batch
+    from qa_audio.batch.run import BatchOptions, SourceError, WorkerSetupError, discover, run_batch
     from qa_audio.batch.store import StoreError
     from qa_audio.models import ModelNotFoundError
     from qa_audio.pipeline import AnalyzeOptions
@@ -102,8 +105,8 @@ def batch(
                          for e in extensions.split(",") if e.strip()),
     )
     try:
-        discover(archive, options.extensions)  # a bad list file fails here, before anything starts
-    except (OSError, UnicodeDecodeError) as exc:
+        discover(archive, options.extensions)  # a bad source or list file fails here, before anything starts
+    except (OSError, SourceError) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     store = _open_store(db)
     try:
@@ -144,7 +147,9 @@ def export(
     fmt = output_format.value if output_format else ("csv" if output.suffix.lower() == ".csv" else "jsonl")
     options = ExportOptions(status=status.value, since=since, until=until, flags=tuple(flag or ()), sample=sample,
                             seed=seed, low_confidence=low_confidence, low_total=low_total, everything=everything)
-    store = _open_store(db, must_exist=True)
+    if str(output) != "-":
+        _check_output(output, db)  # before anything is opened or written
+    store = _open_store(db, must_exist=True, read_only=True)
     try:
         rows = export_rows(store, options)
     except ValueError as exc:
@@ -170,23 +175,35 @@ def import_reviews(
     sheet: Annotated[Path, typer.Argument(help="Inspector scores: JSON Lines or CSV with call_id, item_id, "
                                           "inspector_score, inspector, reviewed_at.", exists=True, dir_okay=False)],
     db: DbOption = DEFAULT_DB,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Store the good rows and list the bad ones "
+                                           "(default: one bad row and nothing is stored).")] = False,
 ) -> None:
-    """Read the inspectors' confirmed or corrected scores back; their calls become 'reviewed'."""
+    """Read the inspectors' confirmed or corrected scores back; their calls become 'reviewed'.
+
+    Every row is checked against its call's rubric (the call, the item, the score within the item's
+    points and bands); a bad row is listed as file:line: reason and, without --skip-bad, nothing
+    is stored (exit 2)."""
     from qa_audio.batch.export import ReviewSheetError, read_reviews
+    from qa_audio.batch.store import ReviewsRefused
 
     try:
-        rows = read_reviews(sheet)
+        rows = read_reviews(sheet, keep_bad=True)
     except ReviewSheetError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     store = _open_store(db, must_exist=True)
     try:
-        stored, unknown = store.add_reviews(rows)
+        stored, skipped = store.add_reviews(rows, skip_bad=skip_bad)
+    except ReviewsRefused as exc:
+        for problem in exc.problems:
+            typer.echo(f"qa-audio: error: {problem}", err=True)
+        _fail(f"{sheet}: {len(exc.problems)} bad row(s), nothing imported (--skip-bad imports the good rows)",
+              EXIT_BAD_INPUT)
     finally:
         store.close()
-    typer.echo(f"imported {stored} score(s) from {sheet}", err=True)
-    if unknown:
-        typer.echo(f"qa-audio: warning: {len(unknown)} call id(s) not in {db}, skipped: "
-                   + ", ".join(u[:12] for u in unknown[:10]), err=True)
+    for problem in skipped:
+        typer.echo(f"qa-audio: warning: skipped {problem}", err=True)
+    typer.echo(f"imported {stored} score(s) from {sheet}"
+               + (f", skipped {len(skipped)} bad row(s)" if skipped else ""), err=True)
 
 
 def agreement(
@@ -196,7 +213,7 @@ def agreement(
     """Per rubric item: how often the pre-fill matched the inspector (exact, within one band, Cohen's kappa)."""
     from qa_audio.batch.export import agreement_report
 
-    store = _open_store(db, must_exist=True)
+    store = _open_store(db, must_exist=True, read_only=True)
     try:
         report = agreement_report(store)
     finally:
@@ -222,15 +239,42 @@ def agreement(
 # ---------------------------------------------------------------------------------------------
 
 
-def _open_store(db: Path, must_exist: bool = False):
+def _open_store(db: Path, must_exist: bool = False, read_only: bool = False):
+    """The store (exit 3 when it cannot be used); ``read_only`` for the commands that only read it."""
     from qa_audio.batch.store import Store, StoreError
 
-    if must_exist and not db.exists():
+    if (must_exist or read_only) and not db.exists():
         _fail(f"{db}: no such database (run qa-audio batch --db {db} first)", EXIT_BAD_SETUP)
     try:
-        return Store(db)
+        return Store(db, read_only=read_only)
     except StoreError as exc:
         _fail(str(exc), EXIT_BAD_SETUP)
+
+
+def _check_output(output: Path, db: Path) -> None:
+    """Refuse (exit 3) an export path that is the store, its -wal/-shm file, or any SQLite database."""
+    from qa_audio.batch.store import is_sqlite_file
+
+    def resolved(path: Path) -> Path:
+        try:
+            return path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return path.absolute()
+
+    store_files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    target = resolved(output)
+    for store_file in store_files:
+        same = target == resolved(store_file)
+        if not same and output.exists() and store_file.exists():
+            try:
+                same = os.path.samefile(output, store_file)
+            except OSError:
+                same = False
+        if same:
+            what = "the store" if store_file is db else f"the store's {store_file.name[len(db.name):]} file"
+            _fail(f"{output}: is {what} (--db {db}); export to another file", EXIT_BAD_SETUP)
+    if output.exists() and is_sqlite_file(output):
+        _fail(f"{output}: is an SQLite database; not overwriting it with an export", EXIT_BAD_SETUP)
 
 
 
@@ -240,25 +284,45 @@ def _hours(seconds: float) -> str:
 
 
 def _print_summary(summary, db: Path) -> None:
-    from rich.console import Console
+    """The end-of-run summary on stderr. Paths and reasons are printed as text, never read as rich
+    markup (a file named ``x[/bold].wav`` is a file name); should rich fail anyway, plain lines."""
+    lines = _summary_lines(summary, db)
+    printed = 0
+    try:
+        from rich.console import Console
+        from rich.markup import escape
 
-    console = Console(stderr=True, highlight=False)
+        console = Console(stderr=True, highlight=False)
+        for style, text in lines:
+            console.print(f"[{style}]{escape(text)}[/{style}]" if style else escape(text), soft_wrap=True)
+            printed += 1
+    except Exception:  # the summary must come out: the run is stored already
+        for _, text in lines[printed:]:
+            typer.echo(text, err=True)
+
+
+def _summary_lines(summary, db: Path) -> list[tuple[str, str]]:
+    """(rich style or "", plain text) of each summary line."""
     rtf = summary.real_time_factor
     speed = f", real-time factor {rtf:.3f} ({1 / rtf:.1f}× real time)" if rtf else ""
-    console.print(f"[bold]{'interrupted' if summary.interrupted else 'batch done'}[/bold] in "
-                  f"{summary.wall_seconds:.0f} s ({summary.workers} worker(s) × {summary.threads} thread(s), "
-                  f"{summary.engine}): {summary.files} file(s)")
-    console.print(f"  done {summary.done} · skipped {summary.skipped} (already done {summary.skipped_done}, "
+    lines = [("bold", f"{'interrupted' if summary.interrupted else 'batch done'} in {summary.wall_seconds:.0f} s "
+                      f"({summary.workers} worker(s) × {summary.threads} thread(s), {summary.engine}): "
+                      f"{summary.files} file(s)"),
+             ("", f"  done {summary.done} · skipped {summary.skipped} (already done {summary.skipped_done}, "
                   f"failed before {summary.skipped_failed}, duplicate {summary.duplicates}) · failed "
-                  f"{summary.failed}")
-    console.print(f"  audio analysed {_hours(summary.audio_seconds)}{speed}")
+                  f"{summary.failed}"),
+             ("", f"  audio analysed {_hours(summary.audio_seconds)}{speed}")]
     if summary.already_stored:
-        console.print(f"  {summary.already_stored} call(s) were stored meanwhile by another run (kept once)")
+        lines.append(("", f"  {summary.already_stored} call(s) were stored meanwhile by another run (kept once)"))
+    if getattr(summary, "worker_deaths", 0):
+        lines.append(("yellow", f"  {summary.worker_deaths} worker process(es) died with a call in hand (killed, "
+                                "out of memory or a crash): that call was tried once more on a new worker, "
+                                "failed after two deaths"))
     for path, reason in summary.failures[:50]:
-        console.print(f"  [red]failed[/red] {reason if reason.startswith(path) else f'{path}: {reason}'}",
-                      markup=True, soft_wrap=True)
+        lines.append(("red", f"  failed {reason if reason.startswith(path) else f'{path}: {reason}'}"))
     if summary.failed > 50:
-        console.print(f"  … and {summary.failed - 50} more (see the failures table in {db})")
+        lines.append(("", f"  … and {summary.failed - 50} more (see the failures table in {db})"))
+    return lines
 
 
 class _BatchBar:

@@ -25,7 +25,9 @@ import soundfile
 from qa_audio.batch.export import ExportOptions, export_rows, read_reviews, write_rows
 from qa_audio.batch.run import BatchOptions, discover, run_batch
 from qa_audio.batch.store import Store
-from tests.conftest import ROOT, SAMPLE_CALLS
+from tests.helpers import ROOT, SAMPLE_CALLS
+
+pytestmark = pytest.mark.slow  # whole batch runs of real calls through the real models
 
 GOOD = ["call03_minimal_script.wav", "call09_talkover_stereo.wav", "call02_partial_script.wav"]
 BAD = {  # file -> (failure kind, words the reason must contain)
@@ -116,7 +118,10 @@ def test_killed_three_times_then_finished_has_every_call_once(resumed):
         assert {status for _, status, _ in rows} == {"pending_review"}
         assert all(n == 1 for _, _, n in rows)
         runs = conn.execute("SELECT COUNT(*), SUM(finished_at IS NOT NULL) FROM runs").fetchone()
-    assert runs == (KILLS + 1, 1), "every killed run left an unfinished run row; only the last finished"
+    # a run that found nothing left to do (two workers can commit the last calls together) ends by
+    # itself before the kill: its row is finished too
+    ended_alone = sum(1 for _, code in kills if code == 0)
+    assert runs == (KILLS + 1, 1 + ended_alone), "every killed run left an unfinished run row"
     store = Store(resumed["db"])
     for call in store.calls():
         result = json.loads(call["result_json"])

@@ -1,6 +1,6 @@
 """Agreement of the pre-filled rubric with the inspector's sheets in ``sample_calls/*.sheet.json``.
 
-    .venv/bin/python bench/rubric.py --from-dir /tmp/rubric_dev     # analyze JSONs already made
+    .venv/bin/python bench/rubric.py --from-dir out/rubric-json     # analyze JSONs already made
     .venv/bin/python bench/rubric.py                                # runs the pipeline on each call
     .venv/bin/python bench/rubric.py --from-dir DIR --calls call04 call05 --json out/rubric_bench.json
 

@@ -45,27 +45,20 @@ PRIVATE_FOLDER_VARIABLE = "QA_AUDIO_PRIVATE_TMP"
 """Names the private folder to worker processes, which reuse it: they end with ``os._exit``, which
 skips ``atexit``, so a folder of their own would be left behind."""
 
-_private: tuple[int, str] | None = None
-
-
 def private_folder() -> str:
     """The private temporary folder (mode 0700) of this run, made on first use, removed at exit.
 
     For the caches libraries would otherwise leave in the shared ``$TMPDIR`` (jieba's dictionary
-    cache) or the user's home. The process that made it removes it; its workers (forked or
-    spawned) find it through ``QA_AUDIO_PRIVATE_TMP`` and use the same one.
+    cache) or the user's home. The process that made it removes it; it is recorded in
+    ``QA_AUDIO_PRIVATE_TMP``, where later calls and the workers (forked or spawned) find it.
     """
-    global _private
-    if _private is None or _private[0] != os.getpid():
-        inherited = os.environ.get(PRIVATE_FOLDER_VARIABLE)
-        if inherited and _is_private(inherited):
-            _private = (os.getpid(), inherited)
-        else:
-            folder = tempfile.mkdtemp(prefix="qa-audio-")
-            atexit.register(_remove, folder, os.getpid())
-            os.environ[PRIVATE_FOLDER_VARIABLE] = folder
-            _private = (os.getpid(), folder)
-    return _private[1]
+    inherited = os.environ.get(PRIVATE_FOLDER_VARIABLE)
+    if inherited and _is_private(inherited):
+        return inherited
+    folder = tempfile.mkdtemp(prefix="qa-audio-")
+    atexit.register(_remove, folder, os.getpid())
+    os.environ[PRIVATE_FOLDER_VARIABLE] = folder
+    return folder
 
 
 def _is_private(folder: str) -> bool:

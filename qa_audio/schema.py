@@ -104,6 +104,21 @@ class Transcript:
         return [s for s in self.speech if self.roles.get(s.speaker) == role]
 
 
+def transcript_from_result(result: dict[str, Any]) -> Transcript:
+    """The transcript of a saved ``analyze`` JSON (its ``audio``, ``speech`` and ``turns``)."""
+    speech = result.get("speech") or []
+    return Transcript(
+        duration=float((result.get("audio") or {}).get("duration") or 0.0),
+        turns=[Turn(speaker=t.get("speaker", ""), role=t.get("role", "customer"), start=float(t["start"]),
+                    end=float(t["end"]), text=t.get("text", ""),
+                    words=[Word(float(w["start"]), float(w["end"]), w.get("text", ""),
+                                float(w.get("probability", 1.0))) for w in t.get("words") or []])
+               for t in result.get("turns") or []],
+        speech=[SpeechInterval(s["speaker"], float(s["start"]), float(s["end"])) for s in speech],
+        roles={s["speaker"]: s["role"] for s in speech if s.get("role")},
+    )
+
+
 # --------------------------------------------------------------------------- checks → findings
 
 
@@ -233,15 +248,10 @@ class FindingDetails:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, PhraseHit | Evidence):
-        return value.to_dict()
-    if isinstance(value, ComplaintReply):
-        return value.to_dict()
-    if isinstance(value, list | tuple) and value and isinstance(value[0], PhraseHit | ComplaintReply):
-        return [v.to_dict() for v in value]
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+    """A details field as JSON: the typed parts (hits, pairs) by their own ``to_dict``."""
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value.to_dict() if isinstance(value, PhraseHit | ComplaintReply | Evidence) else value
 
 
 MAX_MOMENTS = 6
@@ -536,5 +546,5 @@ __all__ = [
     "CountDetails", "EmpathyDetails", "Evidence", "Finding", "FindingDetails", "ForbiddenPhraseDetails",
     "InterruptionDetails", "LastSpeakerDetails", "PhraseHit", "ProgressHook", "Role", "RubricItemResult",
     "RubricResult", "ScriptDetails", "SilenceDetails", "SpeechInterval", "Transcript", "Turn", "Word",
-    "finding_from_dict", "no_progress", "round_json",
+    "finding_from_dict", "no_progress", "round_json", "transcript_from_result",
 ]

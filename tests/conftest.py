@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
-# the shared paths and builders live in tests/helpers.py; re-exported for test modules that still
-# import them from here
-from tests.helpers import AUDIO_EXTENSIONS, DATA, REAL_SPEECH, ROOT, SAMPLE_CALLS, sample_call_truths  # noqa: F401
+from qa_audio.rule_files import DEFAULT_RULES_DIR
+
+# the paths and builders the tests share are in tests/helpers.py; fixtures only here
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    """A private copy of the shipped rules to break."""
+    dst = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, dst, ignore=shutil.ignore_patterns("*.md"))
+    return dst
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 from qa_audio.audio import Audio
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.rubric import RubricSheet, fill_rubric_from_result
-from qa_audio.schema import SpeechInterval, Transcript, Turn, Word, finding_from_dict
+from qa_audio.schema import finding_from_dict, transcript_from_result
 from qa_audio.speech.roles import RoleAssignment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,20 +92,25 @@ def phrase(start: float, severity: str, text: str) -> dict[str, Any]:
 
 def analysis_from_result(result: dict[str, Any], sheet: RubricSheet) -> CallAnalysis:
     """A CallAnalysis made from a hand-made result, for the reports' tests (no audio is decoded)."""
-    speech = [SpeechInterval(s["speaker"], s["start"], s["end"]) for s in result.get("speech") or []]
-    roles = {s["speaker"]: s["role"] for s in result.get("speech") or []}
-    turns = [Turn(t["speaker"], t["role"], t["start"], t["end"], t["text"],
-                  [Word(w["start"], w["end"], w["text"], w.get("probability", 1.0)) for w in t.get("words") or []])
-             for t in result["turns"]]
-    duration = float(result["audio"]["duration"])
-    channels = len({s.speaker for s in speech}) or 1
-    audio = Audio(path="call.wav", format="WAV", encoding="PCM_16", sample_rate=8000, duration=duration,
+    transcript = transcript_from_result(result)
+    channels = len({s.speaker for s in transcript.speech}) or 1
+    audio = Audio(path="call.wav", format="WAV", encoding="PCM_16", sample_rate=8000, duration=transcript.duration,
                   channels=tuple(np.zeros(1, dtype=np.float32) for _ in range(channels)))
     return CallAnalysis(
-        audio=audio, transcript=Transcript(duration=duration, turns=turns, speech=speech, roles=roles),
-        roles=RoleAssignment(roles=roles, confidence=float(result["roles"]["confidence"]),
+        audio=audio, transcript=transcript,
+        roles=RoleAssignment(roles=transcript.roles, confidence=float(result["roles"]["confidence"]),
                              method=result["roles"]["method"]),
         dropped=[], settings={}, timings={}, acoustics=None,
         findings=[finding_from_dict(f) for f in result["findings"]],
         rubric=fill_rubric_from_result(result, sheet),
     )
+
+
+def edit(path: Path, old: str, new: str) -> int:
+    """Replace ``old`` (which must occur once) in a rule file copy; the 1-based line where it was."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    line = text[: text.index(old)].count("\n") + 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return line
+

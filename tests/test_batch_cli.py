@@ -72,7 +72,7 @@ def test_exit_codes(tmp_path):
 def test_a_worker_that_cannot_start_stops_the_batch_without_failing_files(tmp_path):
     import shutil
 
-    from tests.conftest import SAMPLE_CALLS
+    from tests.helpers import SAMPLE_CALLS
 
     archive = tmp_path / "archive"
     archive.mkdir()

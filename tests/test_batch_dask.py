@@ -11,7 +11,9 @@ import pytest
 
 from qa_audio.batch.run import BatchOptions, run_batch
 from qa_audio.batch.store import Store
-from tests.conftest import SAMPLE_CALLS
+from tests.helpers import SAMPLE_CALLS
+
+pytestmark = pytest.mark.slow  # a Dask cluster analysing real calls
 
 pytest.importorskip("distributed")
 

@@ -20,8 +20,7 @@ from qa_audio.audio import AudioError, load_audio, long_recording_warning, probe
 from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP, one_line
 from qa_audio.cli.main import app, output_problem
 from qa_audio.rule_files import DEFAULT_RULES_DIR, RuleFileError
-
-from .conftest import REAL_SPEECH, ROOT
+from tests.helpers import REAL_SPEECH, ROOT, edit
 
 SPEECH = REAL_SPEECH / "rapidasr_asr_example_zh.wav"
 
@@ -228,22 +227,6 @@ def test_private_folder_is_private_and_shared_with_workers(tmp_path: Path) -> No
 
 
 # -- 5. rule files: one-character forbidden phrases, unknown keys ---------------------------------
-
-
-@pytest.fixture
-def rules(tmp_path: Path) -> Path:
-    dst = tmp_path / "rules"
-    shutil.copytree(DEFAULT_RULES_DIR, dst, ignore=shutil.ignore_patterns("*.md"))
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> int:
-    """Replace ``old`` (which must occur once) and return the 1-based line where it was."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, old
-    line = text[: text.index(old)].count("\n") + 1
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return line
 
 
 @pytest.mark.parametrize("entry", ["好", "{phrase: 好}", "好！"])

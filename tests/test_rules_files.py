@@ -11,23 +11,7 @@ from qa_audio.checks.rulebook import RULE_TYPES, load_rulebook
 from qa_audio.checks.script import run_checks
 from qa_audio.rule_files import DEFAULT_RULES_DIR, RuleFileError
 from qa_audio.schema import SpeechInterval, Transcript, Turn, Word
-
-
-@pytest.fixture
-def rules(tmp_path: Path) -> Path:
-    """A private copy of the shipped rules/ to break."""
-    dst = tmp_path / "rules"
-    shutil.copytree(DEFAULT_RULES_DIR, dst, ignore=shutil.ignore_patterns("*.md"))
-    return dst
-
-
-def edit(path: Path, old: str, new: str) -> int:
-    """Replace ``old`` (which must occur once) and return the 1-based line where it was."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, old
-    line = text[: text.index(old)].count("\n") + 1
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return line
+from tests.helpers import edit
 
 
 def broken(rules: Path) -> RuleFileError:

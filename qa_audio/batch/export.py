@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from qa_audio.batch.store import Store, item_bands
+from qa_audio.rubric.sheet import band_index
 
 logger = logging.getLogger(__name__)
 
@@ -252,13 +253,13 @@ def agreement_report(store: Store) -> dict[str, Any]:
         if row["prefill"] is None:
             continue
         calls.add(row["call_id"])
-        bands = _bands(json.loads(row["data"]))
+        bands = item_bands(json.loads(row["data"]))  # [] before the rubric existed
         by_item.setdefault(row["item_id"], []).append((float(row["prefill"]), float(row["inspector"]), bands))
     items = []
     for item_id in sorted(by_item, key=_item_order):
         pairs = by_item[item_id]
-        prefill = [_band_index(p, bands) for p, _, bands in pairs]
-        inspector = [_band_index(i, bands) for _, i, bands in pairs]
+        prefill = [band_index(p, bands) for p, _, bands in pairs]
+        inspector = [band_index(i, bands) for _, i, bands in pairs]
         exact = sum(p == i for p, i, _ in pairs) / len(pairs)
         within = sum(abs(a - b) <= 1 for a, b in zip(prefill, inspector, strict=True)) / len(pairs)
         kappa: float | None = None
@@ -268,22 +269,6 @@ def agreement_report(store: Store) -> dict[str, Any]:
         items.append({"item_id": item_id, "n": len(pairs), "exact": round(exact, 4),
                       "within_one_band": round(within, 4), "kappa": kappa})
     return {"calls": len(calls), "items": items}
-
-
-def _bands(item: dict[str, Any]) -> list[tuple[float, float]]:
-    """The item's own bands; [] for a result from before the rubric: each score is its own band."""
-    return item_bands(item)
-
-
-def _band_index(score: float, bands: list[tuple[float, float]]) -> int:
-    """The band holding ``score``; without bands, the score itself (rounded) is the band."""
-    if not bands:
-        return round(score)
-    for index, (low, high) in enumerate(bands):
-        if low <= score <= high:
-            return index
-    # between bands (a half point) or outside: the nearest one
-    return min(range(len(bands)), key=lambda i: min(abs(score - bands[i][0]), abs(score - bands[i][1])))
 
 
 def _item_order(item_id: str) -> tuple:

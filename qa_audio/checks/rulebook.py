@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_audio.checks.phrase_match import MatchSettings, Phrase, PhraseIndex, compile_phrase
-from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, require, rules_folder
+from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, only_keys, require, rules_folder
 
 SEVERITIES = ("3-5", "0-2")
 """The rubric bands of item 7b a forbidden phrase drags the score into."""
@@ -117,11 +117,7 @@ class _File:
         return RuleFileError(self.path, line, reason)
 
     def only_keys(self, mapping: LineDict, allowed: set[str], what: str) -> None:
-        for key in mapping:
-            if str(key) not in allowed:
-                expected = ", ".join(sorted(allowed))
-                raise self.error(mapping.line_of(str(key)),
-                                 f"unknown key {key!r} in {what}; expected one of {expected}")
+        only_keys(mapping, allowed, self.path, what)
 
     def mapping(self, mapping: LineDict, key: str) -> LineDict:
         return require(mapping, key, dict, self.path)

@@ -31,12 +31,11 @@ from qa_audio.schema import (
     Finding,
     RubricItemResult,
     RubricResult,
-    SpeechInterval,
     Transcript,
     Turn,
-    Word,
     finding_from_dict,
     round_json,
+    transcript_from_result,
 )
 from qa_audio.speech.roles import RoleAssignment
 
@@ -81,16 +80,7 @@ def fill_rubric_from_result(result: dict[str, Any], sheet: RubricSheet) -> Rubri
     For re-scoring stored calls under an edited ``rubric.yaml``, and for the benchmarks. A field
     the JSON lacks (an older schema) reads as absent, as :func:`qa_audio.schema.finding_from_dict` says.
     """
-    speech = [SpeechInterval(s["speaker"], float(s["start"]), float(s["end"])) for s in result.get("speech") or []]
-    turns = [Turn(speaker=t.get("speaker", ""), role=t.get("role", "customer"), start=float(t["start"]),
-                  end=float(t["end"]), text=t.get("text", ""),
-                  words=[Word(float(w["start"]), float(w["end"]), w.get("text", ""), float(w.get("probability", 1.0)))
-                         for w in t.get("words") or []])
-             for t in result.get("turns") or []]
-    roles = {s.speaker: r for s, r in ((s, s_json.get("role")) for s, s_json in
-                                       zip(speech, result.get("speech") or [], strict=True)) if r}
-    duration = float((result.get("audio") or {}).get("duration") or 0.0)
-    transcript = Transcript(duration=duration, turns=turns, speech=speech, roles=roles)
+    transcript = transcript_from_result(result)
     findings = [finding_from_dict(f) for f in result.get("findings") or []]
     parties = list(((result.get("acoustics") or {}).get("parties") or {}).values())
     role_conf = float((result.get("roles") or {}).get("confidence") or 0.0)
@@ -186,16 +176,9 @@ def _eval_findings(cond: Condition, call: _Call) -> _Match | None:
         pairs = [(f, v) for f, v in pairs if any(_overlap(v, s) for s in spans)]
     if len(pairs) < cond.min_count:
         return None
-    evidence = [e for f, v in pairs for e in f.moments(_note(f, v))]
+    evidence = [e for f, v in pairs for e in f.moments(describe_finding(v))]
     confidences = [float(f.confidence) for f, _ in pairs if f.confidence is not None]
     return _Match(evidence=evidence, confidence=min(confidences) if confidences else DEFAULT_MATCH_CONFIDENCE)
-
-
-def _note(finding: Finding, view: dict[str, Any]) -> str:
-    """The finding described as a whole; counted rules (politeness, fillers) name each hit instead."""
-    if finding.rule in ("politeness", "fillers"):
-        return RULE_NAMES.get(finding.rule, finding.rule)
-    return describe_finding(view)
 
 
 def _eval_phrases(cond: Condition, transcript: Transcript, phrases: tuple[str, ...]) -> _Match | None:

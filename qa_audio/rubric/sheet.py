@@ -10,6 +10,7 @@ is a :class:`RuleFileError` with file and line.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,8 +294,13 @@ def merged_ranges(bands: tuple[Band, ...]) -> list[list[float]]:
     return [[round_score(a), round_score(b)] for a, b in merged]
 
 
-def band_index(score: float, ranges: list[list[float]]) -> int:
-    """Index of the merged band holding ``score`` (nearest band when between two)."""
+def band_index(score: float, ranges: Sequence[Sequence[float]]) -> int:
+    """Index of the merged band holding ``score`` (nearest band when between two or outside).
+
+    Without bands (a result stored before the rubric) the score itself, rounded, is the band.
+    """
+    if not ranges:
+        return round(score)
     for index, (low, high) in enumerate(ranges):
         if low <= score <= high:
             return index

@@ -25,6 +25,7 @@ from qa_audio.cli.progress import StageProgress
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Offline auto-QA for Mandarin call-centre recordings.")
 
+
 class OutputFormat(StrEnum):
     json = "json"
     md = "md"

@@ -69,3 +69,11 @@ def describe_finding(f: dict[str, Any]) -> str:
     if rule == "customer_agitation":
         return f"客户情绪激动（指数 {f.get('value')}）"
     return RULE_NAMES.get(rule, rule)
+
+
+def describe_personal_data(spans, type_names: dict[str, str]) -> str:
+    """``手机号 2 处、身份证号 1 处`` for the reports (the names come from personal_data.yaml)."""
+    counts: dict[str, int] = {}
+    for span in spans:
+        counts[span.type] = counts.get(span.type, 0) + 1
+    return "、".join(f"{type_names.get(kind, kind)} {n} 处" for kind, n in counts.items())

@@ -1,4 +1,4 @@
-"""One call from file to pre-filled sheet: audio → speech → acoustic → checks → rubric.
+"""One call from file to pre-filled sheet: audio → speech → redact → acoustic → checks → rubric.
 
 The stages talk through the dataclasses of :mod:`qa_audio.schema`; this module only wires them
 (``docs/architecture.md`` draws the path of one call). The models are loaded once per
@@ -25,9 +25,10 @@ from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
 from qa_audio.checks.acoustic import acoustic_findings
 from qa_audio.checks.rulebook import load_rulebook
 from qa_audio.checks.script import run_checks
+from qa_audio.redact import load_personal_data_rules, redact_call
 from qa_audio.rubric.fill import fill_rubric
 from qa_audio.rubric.sheet import load_rubric
-from qa_audio.schema import Finding, ProgressHook, RubricResult, Transcript, Word, no_progress
+from qa_audio.schema import Finding, PersonalDataSpan, ProgressHook, RubricResult, Transcript, Word, no_progress
 from qa_audio.speech.asr import AsrOptions, DroppedText, Transcriber
 from qa_audio.speech.attribution import build_turns, snap_orphan_words, speaker_for, speaker_for_span
 from qa_audio.speech.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
@@ -71,6 +72,8 @@ class CallAnalysis:
     """the script, timing and acoustic checks' findings, sorted by start"""
     rubric: RubricResult
     """the inspector's sheet of the rules the call was analysed with, pre-filled"""
+    personal_data: list[PersonalDataSpan] = field(default_factory=list)
+    """what was masked in ``transcript`` and ``dropped`` (both hold only the masked text)"""
 
 
 class Analyzer:
@@ -86,6 +89,7 @@ class Analyzer:
         self._rulebook = load_rulebook(self.options.rules_dir)
         self._acoustic_bands = load_acoustic_bands(self.options.rules_dir)
         self._rubric_sheet = load_rubric(self.options.rules_dir)  # a bad sheet fails here, before any audio
+        self._personal_data = load_personal_data_rules(self.options.rules_dir)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -185,6 +189,12 @@ class Analyzer:
         transcript = Transcript(duration=audio.duration, turns=turns, speech=speech, roles=roles.roles)
         timings["transcript"] = time.perf_counter() - mark
 
+        # Masked before any check, sheet or report sees the words: nothing downstream can leak
+        # what it never had (the evidence quotes are cut from the masked text).
+        mark = time.perf_counter()
+        transcript, dropped, personal_data = redact_call(transcript, dropped, self._personal_data)
+        timings["redaction"] = time.perf_counter() - mark
+
         mark = time.perf_counter()
         if stereo:
             party_audio = dict(zip(speakers, audio.channels, strict=True))
@@ -207,10 +217,11 @@ class Analyzer:
             "speakers": speaker_settings,
             "max_turn_gap": self.options.max_turn_gap,
             "rules_dir": str(self.options.rules_dir) if self.options.rules_dir else "rules/ (shipped)",
+            "personal_data": {**self._personal_data.settings(), "audio": asdict(self._personal_data.tone)},
         }
         return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
                             settings=settings, timings={k: round(v, 3) for k, v in timings.items()},
-                            acoustics=acoustics, findings=findings, rubric=rubric)
+                            acoustics=acoustics, findings=findings, rubric=rubric, personal_data=personal_data)
 
 
 def _channel_progress(progress: ProgressHook, index: int, channels: int) -> ProgressHook:

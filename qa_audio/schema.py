@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 """Of the ``analyze`` JSON: minor for fields added, major for fields removed, renamed or re-typed."""
 
 Role = Literal["agent", "customer"]
@@ -117,6 +117,68 @@ def transcript_from_result(result: dict[str, Any]) -> Transcript:
         speech=[SpeechInterval(s["speaker"], float(s["start"]), float(s["end"])) for s in speech],
         roles={s["speaker"]: s["role"] for s in speech if s.get("role")},
     )
+
+
+# --------------------------------------------------------------------------- transcript → personal data
+
+
+@dataclass(frozen=True)
+class PersonalDataPart:
+    """Where one piece of a masked span sits: characters of ``turns[index]`` or ``dropped[index]``."""
+
+    where: Literal["turns", "dropped"]
+    index: int
+    char_start: int
+    char_end: int
+    start: float
+    end: float
+    text: str | None = None
+    """the original characters, only where the deployment keeps originals (personal_data.yaml)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"where": self.where, "index": self.index, "char_start": self.char_start,
+                               "char_end": self.char_end, "start": self.start, "end": self.end}
+        if self.text is not None:
+            out["text"] = self.text
+        return out
+
+
+@dataclass(frozen=True)
+class PersonalDataSpan:
+    """A customer's number, e-mail, name or address found in the words, and the mask that replaced it.
+
+    A number read in two turns (a pause, the agent's 嗯 in between) or corrected ("不对，是…") is
+    one span of several ``parts``. ``basis`` says why it was taken for its type (``pattern``: the
+    digits fit the type and its checksum; ``cue``: fits after the type's cue word but fails the
+    checksum; ``length``: only long enough; ``correction``; ``cue word`` for names and addresses).
+    """
+
+    type: str
+    role: str
+    speaker: str
+    start: float
+    end: float
+    mask: str
+    confidence: float
+    basis: str
+    parts: tuple[PersonalDataPart, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "role": self.role, "speaker": self.speaker, "start": self.start,
+                "end": self.end, "mask": self.mask, "confidence": self.confidence, "basis": self.basis,
+                "parts": [p.to_dict() for p in self.parts]}
+
+
+def personal_data_from_dict(data: dict[str, Any]) -> PersonalDataSpan:
+    return PersonalDataSpan(
+        type=str(data.get("type", "")), role=str(data.get("role", "")), speaker=str(data.get("speaker", "")),
+        start=float(data.get("start") or 0.0), end=float(data.get("end") or 0.0), mask=str(data.get("mask", "")),
+        confidence=float(data.get("confidence") or 0.0), basis=str(data.get("basis", "")),
+        parts=tuple(PersonalDataPart(where=p.get("where", "turns"), index=int(p.get("index", 0)),
+                                     char_start=int(p.get("char_start", 0)), char_end=int(p.get("char_end", 0)),
+                                     start=float(p.get("start") or 0.0), end=float(p.get("end") or 0.0),
+                                     text=p.get("text"))
+                    for p in data.get("parts") or []))
 
 
 # --------------------------------------------------------------------------- checks → findings

@@ -118,6 +118,79 @@ def analyze(
             _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
 
 
+@app.command("redact-audio")
+def redact_audio(
+    source: Annotated[Path, typer.Argument(help="The recording: WAV (PCM, float, G.711), FLAC, MP3 or OGG.")],
+    target: Annotated[Path, typer.Argument(help="Where the redacted copy goes; same format, so the same "
+                                           "file extension as SOURCE.")],
+    from_json: Annotated[Path | None, typer.Option("--from-json", help="The `analyze` JSON of SOURCE: use "
+                                                   "its spans instead of analysing again.",
+                                                   dir_okay=False)] = None,
+    asr_model: Annotated[str, typer.Option(help="As for analyze.")] = "base",
+    agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
+    num_speakers: Annotated[int | None, typer.Option(min=1, max=6, help="Mono: the number of voices.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder.", file_okay=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write a copy of a recording with the customer's personal data (numbers, names) replaced by a tone."""
+    privacy.keep_data_local()
+    _configure_logging(verbose)
+    problem = output_problem(target, source)
+    if problem is None and target.suffix.lower() != source.suffix.lower():
+        problem = f"the copy is written in the input's format: give it the extension {source.suffix or '(none)'}"
+    if problem:
+        _fail(f"{target}: {problem}", EXIT_BAD_SETUP)
+    from qa_audio.audio import AudioError, load_audio
+    from qa_audio.models import ModelNotFoundError
+    from qa_audio.redact import load_personal_data_rules
+    from qa_audio.redact.audio import write_redacted_audio
+    from qa_audio.rule_files import RuleFileError
+
+    try:
+        personal_rules = load_personal_data_rules(rules)
+        if from_json is not None:
+            spans = _spans_from_json(from_json, load_audio(source).duration)
+        else:
+            from qa_audio.pipeline import AnalyzeOptions, Analyzer
+            from qa_audio.speech.asr import AsrOptions
+
+            analyzer = Analyzer(AnalyzeOptions(asr=AsrOptions(model=asr_model), agent_channel=agent_channel,
+                                               num_speakers=num_speakers, rules_dir=rules))
+            with StageProgress(enabled=not quiet) as hook:
+                spans = analyzer.analyze(source, progress=hook).personal_data
+        write_redacted_audio(source, target, spans, personal_rules.tone)
+    except AudioError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except (RuleFileError, ModelNotFoundError) as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+    except OSError as exc:
+        _fail(f"{target}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+    from qa_audio.labels import describe_personal_data
+
+    found = describe_personal_data(spans, personal_rules.type_names()) or "nothing found, copied as it is"
+    typer.echo(f"qa-audio: {target}: {found}", err=True)
+
+
+def _spans_from_json(path: Path, duration: float) -> list:
+    """The spans of a saved ``analyze`` JSON, refused unless it is this recording's (same length)."""
+    import json
+
+    from qa_audio.schema import personal_data_from_dict
+
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(f"{path}: not an analyze JSON: {exc}", EXIT_BAD_INPUT)
+    if not isinstance(result, dict) or "personal_data" not in result:
+        _fail(f"{path}: holds no personal_data (analysed before schema 1.4?): run analyze again", EXIT_BAD_INPUT)
+    heard = float((result.get("audio") or {}).get("duration") or 0.0)
+    if abs(heard - duration) > 0.05:
+        _fail(f"{path}: is the analysis of a {heard:.2f}-s recording, not of this {duration:.2f}-s one",
+              EXIT_BAD_INPUT)
+    return [personal_data_from_dict(span) for span in result["personal_data"]]
+
+
 def output_problem(output: Path, audio: Path) -> str | None:
     """Why ``-o output`` cannot be written for ``audio``, checked before any audio is decoded, or None.
 

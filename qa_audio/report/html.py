@@ -15,13 +15,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, format_time
+from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, describe_personal_data, format_time
 from qa_audio.pipeline import CallAnalysis
+from qa_audio.redact.audio import BROWSER_WAV_SUBTYPES, redacted_audio_bytes
+from qa_audio.redact.rules import ToneSettings
 from qa_audio.schema import ForbiddenPhraseDetails, InterruptionDetails, RubricResult, SilenceDetails
 
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
-# WAV encodings every browser plays; G.711 (ULAW/ALAW) and ADPCM WAVs do not play in Chromium.
-BROWSER_WAV_SUBTYPES = {"PCM_16", "PCM_U8", "PCM_24", "PCM_32", "FLOAT"}
+MIME_BY_FORMAT = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "MP3": "audio/mpeg",
+                  "OGG": "audio/ogg"}
 # Timeline geometry (SVG user units): lanes for agent, customer, events.
 TL_WIDTH, TL_LEFT, TL_RIGHT = 1000, 56, 12
 LANE = {"agent": 22, "customer": 52, "events": 82}
@@ -32,7 +34,7 @@ def render_html(analysis: CallAnalysis, audio_path: Path) -> str:
     """The report page for one analysed call, with the recording at ``audio_path`` embedded."""
     rubric = analysis.rubric
     duration = round(float(analysis.audio.duration or _last_time(analysis) or 1.0), 3)
-    mime, payload = _audio_payload(Path(audio_path))
+    mime, payload = _audio_payload(Path(audio_path), analysis)
     title = f"通话质检报告 · {Path(audio_path).name}"
     parts = [
         "<!DOCTYPE html>",
@@ -53,11 +55,16 @@ def render_html(analysis: CallAnalysis, audio_path: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _audio_payload(path: Path) -> tuple[str, str]:
-    """(MIME type, base64) of the recording: the file's own bytes, or PCM16 WAV where browsers balk."""
-    data = path.read_bytes()
+def _audio_payload(path: Path, analysis: CallAnalysis) -> tuple[str, str]:
+    """(MIME type, base64) of the recording: the file's own bytes, or PCM16 WAV where browsers balk;
+    with every masked span of personal data covered by the tone of ``rules/personal_data.yaml``."""
     suffix = path.suffix.lower()
     mime = MIME_BY_SUFFIX.get(suffix, "audio/wav")
+    if analysis.personal_data:
+        tone = ToneSettings(**analysis.settings["personal_data"]["audio"])
+        data, fmt = redacted_audio_bytes(path, analysis.personal_data, tone, for_browser=True)
+        return MIME_BY_FORMAT.get(fmt, mime), base64.b64encode(data).decode("ascii")
+    data = path.read_bytes()
     if suffix == ".wav":
         import soundfile as sf
 
@@ -91,9 +98,17 @@ def _header_facts(analysis: CallAnalysis, duration: float) -> str:
     total = f"{rubric.total}/{rubric.max_total}"
     return (f'<p class="facts">时长 {format_time(duration)} · {_e(audio.format)} {_e(audio.encoding)} · '
             f'{_e(audio.channel_count)} 声道 · 角色判定 {_e(roles.method)} '
-            f'（置信度 {roles.confidence:.2f}）</p>'
+            f'（置信度 {roles.confidence:.2f}）</p>{_masked_note(analysis)}'
             f'<p class="total"><b>合计 {_e(total)}</b> {flags}</p>'
             f'<p class="summary">{_e(rubric.summary)}</p>')
+
+
+def _masked_note(analysis: CallAnalysis) -> str:
+    if not analysis.personal_data:
+        return ""
+    names = analysis.settings.get("personal_data", {}).get("types", {})
+    return (f'<p class="facts masked">已遮蔽客户信息：{_e(describe_personal_data(analysis.personal_data, names))}'
+            "（转写中以 * 显示，录音中以提示音替换）</p>")
 
 
 def timeline_svg(analysis: CallAnalysis, duration: float) -> str:

@@ -33,6 +33,7 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
             {"speaker": speaker, "start": d.start, "end": d.end, "text": d.text, "reason": d.reason}
             for speaker, d in analysis.dropped
         ],
+        "personal_data": [span.to_dict() for span in analysis.personal_data],
         "findings": [f.to_dict() for f in analysis.findings],
         "acoustics": analysis.acoustics.to_dict() if analysis.acoustics else None,
         "timings": analysis.timings,

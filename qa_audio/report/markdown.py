@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, format_time
+from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, describe_personal_data, format_time
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.schema import RubricResult
 
@@ -25,6 +25,7 @@ def render_transcript_markdown(analysis: CallAnalysis) -> str:
         f"| 说话人区分 | {analysis.settings['speakers']['method']} |",
         f"| 角色判定 | {roles.method}, 置信度 {roles.confidence:.2f} |",
         f"| ASR 模型 | {analysis.settings['asr']['model_version']} |",
+        f"| 客户信息遮蔽 | {_masked(analysis)} |",
         "",
         "## 对话",
         "",
@@ -38,6 +39,13 @@ def render_transcript_markdown(analysis: CallAnalysis) -> str:
         for speaker, d in analysis.dropped:
             lines.append(f"- [{format_time(d.start)}–{format_time(d.end)}] {speaker}: {d.text} — {d.reason}")
     return "\n".join(lines) + "\n"
+
+
+def _masked(analysis: CallAnalysis) -> str:
+    if not analysis.personal_data:
+        return "未发现"
+    names = analysis.settings.get("personal_data", {}).get("types", {})
+    return describe_personal_data(analysis.personal_data, names) + "（文中以 * 遮蔽）"
 
 
 def render_rubric_markdown(rubric: RubricResult) -> str:

@@ -9,7 +9,8 @@ setup:
 demo: setup
 	.venv/bin/qa-audio analyze $(SAMPLE) --format md
 
-test: setup
+test:
+	./setup.sh --browser-tests
 	.venv/bin/python -m pytest -q
 
 bench: setup

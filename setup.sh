@@ -4,6 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# The browser tests (tests/browser.py) drive Debian's Chromium through its own chromedriver, so nothing
+# is downloaded at test time. Only with --browser-tests (make test): the demo needs no browser.
+# Checked on every such run, before the stamp: a no-op once both are there.
+browser_packages="chromium chromium-driver"
+if [ "${1:-}" = "--browser-tests" ] && { ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; }; then
+  as_root=()  # empty as root; else sudo, non-interactive (CI has no terminal to type a password into)
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then as_root=(sudo -n); fi
+  if [ "$(id -u)" -eq 0 ] || [ ${#as_root[@]} -gt 0 ]; then
+    echo "setup: installing $browser_packages (apt) for the browser tests" >&2
+    "${as_root[@]}" apt-get update -qq || true
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser_packages >/dev/null \
+      || echo "setup: WARNING: apt-get install $browser_packages failed; the browser tests will fail" >&2
+  else
+    echo "setup: WARNING: not root and no sudo; install the Debian packages $browser_packages" \
+      "(apt-get install $browser_packages) or the browser tests will fail" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3.11}
 if ! command -v "$PY" >/dev/null 2>&1; then
   echo "setup: $PY not found; qa-audio needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2

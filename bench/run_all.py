@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["analyze.py", "diarization.py", "rules.py", "acoustic.py", "rubric.py", "batch.py"]
+SCRIPTS = ["analyze.py", "diarization.py", "rules.py", "acoustic.py", "rubric.py", "redaction.py", "batch.py"]
 
 
 def main() -> int:

@@ -22,13 +22,23 @@ from qa_audio import privacy
 from qa_audio.acoustic.bands import load_acoustic_bands
 from qa_audio.acoustic.measure import Acoustics, analyze_acoustics
 from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
+from qa_audio.call_metadata import CallMetadata, combine, from_file_name
 from qa_audio.checks.acoustic import acoustic_findings
 from qa_audio.checks.rulebook import load_rulebook
 from qa_audio.checks.script import run_checks
 from qa_audio.redact import load_personal_data_rules, redact_call
 from qa_audio.rubric.fill import fill_rubric
 from qa_audio.rubric.sheet import load_rubric
-from qa_audio.schema import Finding, PersonalDataSpan, ProgressHook, RubricResult, Transcript, Word, no_progress
+from qa_audio.schema import (
+    Finding,
+    PersonalDataSpan,
+    ProgressHook,
+    RubricResult,
+    ScriptDetails,
+    Transcript,
+    Word,
+    no_progress,
+)
 from qa_audio.speech.asr import AsrOptions, DroppedText, Transcriber
 from qa_audio.speech.attribution import build_turns, snap_orphan_words, speaker_for, speaker_for_span
 from qa_audio.speech.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
@@ -54,6 +64,9 @@ class AnalyzeOptions:
     worker cores / workers"""
     max_turn_gap: float = 1.5
     """a pause longer than this inside one speaker's words starts a new turn"""
+    redact: bool = True
+    """mask customers' personal data (rules/personal_data.yaml) before anything sees the words;
+    False only to measure the masking itself (bench/redaction.py): no command turns it off"""
 
 
 @dataclass
@@ -74,6 +87,8 @@ class CallAnalysis:
     """the inspector's sheet of the rules the call was analysed with, pre-filled"""
     personal_data: list[PersonalDataSpan] = field(default_factory=list)
     """what was masked in ``transcript`` and ``dropped`` (both hold only the masked text)"""
+    metadata: CallMetadata = field(default_factory=CallMetadata)
+    """who took the call: from the file name (rules/deployment.yaml) or the 工号 heard"""
 
 
 class Analyzer:
@@ -192,7 +207,9 @@ class Analyzer:
         # Masked before any check, sheet or report sees the words: nothing downstream can leak
         # what it never had (the evidence quotes are cut from the masked text).
         mark = time.perf_counter()
-        transcript, dropped, personal_data = redact_call(transcript, dropped, self._personal_data)
+        personal_data: list[PersonalDataSpan] = []
+        if self.options.redact:
+            transcript, dropped, personal_data = redact_call(transcript, dropped, self._personal_data)
         timings["redaction"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -207,6 +224,8 @@ class Analyzer:
         findings += acoustic_findings(acoustics, transcript, self._acoustic_bands)
         findings.sort(key=lambda f: (f.start, f.rule))
         timings["rules"] = time.perf_counter() - mark
+        metadata = combine(from_file_name(audio.path, self._rulebook.deployment.file_pattern), "file_name",
+                           heard_agent_id(findings))
         mark = time.perf_counter()
         rubric = fill_rubric(transcript, roles, findings, acoustics, self._rubric_sheet)
         timings["rubric"] = time.perf_counter() - mark
@@ -217,11 +236,22 @@ class Analyzer:
             "speakers": speaker_settings,
             "max_turn_gap": self.options.max_turn_gap,
             "rules_dir": str(self.options.rules_dir) if self.options.rules_dir else "rules/ (shipped)",
-            "personal_data": {**self._personal_data.settings(), "audio": asdict(self._personal_data.tone)},
+            "personal_data": {**self._personal_data.settings(), "audio": asdict(self._personal_data.tone),
+                              "redacted": self.options.redact},
         }
         return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
                             settings=settings, timings={k: round(v, 3) for k, v in timings.items()},
-                            acoustics=acoustics, findings=findings, rubric=rubric, personal_data=personal_data)
+                            acoustics=acoustics, findings=findings, rubric=rubric, personal_data=personal_data,
+                            metadata=metadata)
+
+
+def heard_agent_id(findings: list[Finding]) -> str | None:
+    """The 工号 digits of the greeting, when the deployment's number of them was heard."""
+    for finding in findings:
+        details = finding.details
+        if finding.rule == "greeting" and isinstance(details, ScriptDetails) and details.agent_id_complete:
+            return details.agent_id_digits or None
+    return None
 
 
 def _channel_progress(progress: ProgressHook, index: int, channels: int) -> ProgressHook:

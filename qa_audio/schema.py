@@ -533,12 +533,14 @@ class RubricItemResult:
     evidence: list[Evidence]
     demoted_from: str | None = None
     """``auto`` when a low role confidence turned an audio-decided item into a suggestion"""
+    advice: list[str] = field(default_factory=list)
+    """the 改善建议 lines this item's firing rules give (since 1.4), for per-agent coaching lists"""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "points": self.points, "max": self.points,
                                "status": self.status, "bands": self.bands, "score": self.score,
                                "confidence": self.confidence, "band": self.band, "basis": self.basis,
-                               "evidence": [e.to_dict() for e in self.evidence]}
+                               "evidence": [e.to_dict() for e in self.evidence], "advice": self.advice}
         if self.demoted_from is not None:
             out["demoted_from"] = self.demoted_from
         return out
@@ -549,7 +551,7 @@ class RubricItemResult:
                    bands=data.get("bands") or [], score=data.get("score"), confidence=data.get("confidence"),
                    band=data.get("band"), basis=list(data.get("basis") or []),
                    evidence=[Evidence.from_dict(e) for e in data.get("evidence") or []],
-                   demoted_from=data.get("demoted_from"))
+                   demoted_from=data.get("demoted_from"), advice=list(data.get("advice") or []))
 
 
 @dataclass
@@ -606,7 +608,8 @@ class RubricResult:
 __all__ = [
     "NO_ROLE", "SCHEMA_VERSION", "AcousticDetails", "AnswerDelayDetails", "AnythingElseDetails", "ComplaintReply",
     "CountDetails", "EmpathyDetails", "Evidence", "Finding", "FindingDetails", "ForbiddenPhraseDetails",
-    "InterruptionDetails", "LastSpeakerDetails", "PhraseHit", "ProgressHook", "Role", "RubricItemResult",
+    "InterruptionDetails", "LastSpeakerDetails", "PersonalDataPart", "PersonalDataSpan", "PhraseHit",
+    "ProgressHook", "Role", "RubricItemResult",
     "RubricResult", "ScriptDetails", "SilenceDetails", "SpeechInterval", "Transcript", "Turn", "Word",
-    "finding_from_dict", "no_progress", "round_json", "transcript_from_result",
+    "finding_from_dict", "no_progress", "personal_data_from_dict", "round_json", "transcript_from_result",
 ]

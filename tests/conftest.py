@@ -38,3 +38,18 @@ def analyses(analyzer):
         return cache[truth["name"]]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Debian Chromium under Selenium (tests/browser.py), shared by the browser tests.
+
+    Fails, never skips, where chromium or chromium-driver is missing: setup.sh installs them.
+    """
+    from tests import browser
+
+    problem = browser.missing()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    with browser.start_chromium() as driver:
+        yield driver

@@ -48,6 +48,10 @@ def shipped():
     ("我叫王建国，", "我叫***，", "name"),
     ("免贵姓李", "免贵姓*", "name"),
     ("地址是杭州市西湖区文三路一百号。", "地址是************。", "address"),
+    ("地指示航中室西湖区闻三步一百八十八号，", "地指示***************，", "address"),  # 地址是 as heard
+    ("请问您的手机号码是177-065", "请问您的手机号码是***-***", "mobile"),  # digits lost, after a cue
+    ("卡号尾号2386的那张", "卡号尾号****的那张", "bank_card"),
+    ("身份证最后四位是零一三叉", "身份证最后四位是****", "id_card"),
 ])
 def test_found_and_masked_as_whisper_writes_it(shipped, heard, masked, kind):
     text, spans = redact_text(heard, shipped)
@@ -75,6 +79,20 @@ def test_a_correction_is_masked_with_the_number_it_corrects(shipped):
     text, spans = redact_text("一三七一二三四五六七九，不对，是五六七八", shipped)
     assert text == "137****5679，不对，是****"
     assert [(s.type, s.basis) for s in spans] == [("mobile", "pattern"), ("mobile", "correction")]
+
+
+def test_a_correction_of_the_last_digits(shipped):
+    # as heard on pd08: a digit of the mobile number lost, so it is only a long number
+    text, spans = redact_text("136-712-0883，不对，最后四位是0889", shipped)
+    assert text == "***-***-****，不对，最后四位是****"  # 四 of 四位 is a count, not a digit of it
+    assert [(s.type, s.basis) for s in spans] == [("number", "length"), ("number", "correction")]
+
+
+@pytest.mark.parametrize(("heard", "masked"), [("我姓王，三横一竖王。", "我姓*，*****。"),
+                                               ("免贵信城，耳东城，", "免贵信*，***，"),  # 免贵姓陈 as heard
+                                               ("我姓王，今天打电话", "我姓*，今天打电话")])
+def test_a_surname_spelled_out_is_masked_with_it(shipped, heard, masked):
+    assert redact_text(heard, shipped)[0] == masked
 
 
 def test_two_numbers_in_one_breath_are_two_spans(shipped):
@@ -109,14 +127,35 @@ def test_a_number_read_over_two_turns_is_one_span_and_every_word_is_masked(shipp
              _turn("CH1", "customer", "五六七八。", 14.0)]
     transcript = Transcript(duration=20.0, turns=turns, speech=[], roles={"CH0": "agent", "CH1": "customer"})
     masked, _, spans = redact_call(transcript, [], shipped)
-    assert [t.text for t in masked.turns] == ["号码是137****", "嗯", "5678。"]
+    # read over two turns, so no digit is kept: which digits are whose would be a guess
+    assert [t.text for t in masked.turns] == ["号码是*******", "嗯", "****。"]
     assert ["".join(w.text for w in t.words) for t in masked.turns] == [t.text for t in masked.turns]
     [span] = spans
-    assert (span.type, span.mask, span.role) == ("mobile", "137****5678", "customer")
+    assert (span.type, span.mask, span.role) == ("mobile", "*" * 11, "customer")
     assert [(p.index, p.char_start, p.char_end) for p in span.parts] == [(0, 3, 10), (2, 0, 4)]
     # the times are the words': 一 is the 4th character (10.75 s), 八 the 4th of the last turn (15.0 s)
     assert (span.parts[0].start, span.parts[1].end) == (10.75, 15.0)
     assert all(p.text is None for p in span.parts)  # originals kept nowhere by default
+
+
+def test_digits_the_diarizer_gave_to_the_other_speaker_go_with_the_number(shipped):
+    # pd05 as heard: the customer's first digits in the agent's turn, the rest after the agent's 好的
+    turns = [_turn("SPEAKER_00", "agent", "请问您的手机号码是177-065案", 12.0),
+             _turn("SPEAKER_01", "customer", "好的，1384您", 19.0),
+             _turn("SPEAKER_00", "agent", "这个月多了三笔业务", 22.0)]
+    transcript = Transcript(duration=30.0, turns=turns, speech=[],
+                            roles={"SPEAKER_00": "agent", "SPEAKER_01": "customer"})
+    masked, _, spans = redact_call(transcript, [], shipped)
+    assert [t.text for t in masked.turns] == ["请问您的手机号码是***-***案", "好的，****您", "这个月多了三笔业务"]
+    assert [(s.type, s.basis) for s in spans] == [("mobile", "cue+length"), ("mobile", "read with a number")]
+
+
+def test_a_turn_that_starts_with_one_is_not_a_continuation(shipped):
+    # pd08 as heard: 移机 written 一拘 right after the customer's correction
+    turns = [_turn("CH1", "customer", "最后四位是0889", 23.0), _turn("CH1", "customer", "一拘要多少钱？", 30.0)]
+    transcript = Transcript(duration=40.0, turns=turns, speech=[], roles={"CH1": "customer"})
+    masked, _, _ = redact_call(transcript, [], shipped)
+    assert [t.text for t in masked.turns] == ["最后四位是****", "一拘要多少钱？"]
 
 
 def test_dropped_texts_are_masked_too(shipped):

@@ -123,3 +123,21 @@ def test_a_redacted_copy_says_no_number_to_the_asr(call05, analyzer, tmp_path):
     customer = "".join(t.text for t in heard.transcript.turns if t.role == "customer")
     assert not LONG_NUMBER.search(customer)
     assert "投诉" in "".join(t.text for t in heard.transcript.turns)  # the rest of the call is still there
+
+
+@pytest.mark.parametrize("name", ["pd05_bill_query_mono", "pd04_autopay_binding_stereo"])
+def test_numbers_read_in_pieces_leave_no_digit_run_anywhere(analyzer, name):
+    """Calls made for the redaction bench: a mobile read in two turns (the diarizer gives the first
+    half to the agent), a landline with its area code, bank cards in groups and over two turns."""
+    truth = json.loads((SAMPLE_CALLS / "personal_data" / f"{name}.truth.json").read_text(encoding="utf-8"))
+    analysis = analyzer.analyze(SAMPLE_CALLS / "personal_data" / truth["file"])
+    texts = _strings(json.loads(to_json(analysis))) + render_markdown(analysis).splitlines()
+    assert [t for t in texts if LONG_NUMBER.search(t)] == []
+    for item in truth["personal_data"]:
+        if item["type"] in ("mobile", "landline", "bank_card", "id_card"):
+            assert any(p.start < item["end"] + 0.3 and item["start"] - 0.3 < p.end
+                       for span in analysis.personal_data for p in span.parts), item
+    for number in truth["ordinary_numbers"]:
+        covered = max((min(p.end, number["end"]) - max(p.start, number["start"])
+                       for span in analysis.personal_data for p in span.parts), default=0.0)
+        assert covered < 0.2, number  # 工号, amounts, dates stay

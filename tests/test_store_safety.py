@@ -247,7 +247,7 @@ def foreign_db(tmp_path: Path) -> Path:
 def test_a_new_store_carries_the_qa_audio_marker(tmp_path):
     db = make_store(tmp_path)
     conn = sqlite3.connect(db)
-    assert dict(conn.execute("SELECT key, value FROM meta")) == {"application": "qa-audio", "store_version": "1"}
+    assert dict(conn.execute("SELECT key, value FROM meta")) == {"application": "qa-audio", "store_version": "2"}
     conn.close()
 
 

@@ -29,7 +29,8 @@ REASONS = ("fatal", "low_confidence", "low_total", "random_sample", "routine")
 """in review order; ``routine`` only with ``--all``"""
 
 COLUMNS = ("review_priority", "review_reason", "call_id", "path", "analysed_at", "duration", "channels", "total",
-           "max_total", "flags", "min_confidence", "status")
+           "max_total", "flags", "min_confidence", "status", "agent_id", "team", "started_at", "metadata_source",
+           "agent_id_mismatch")
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 """what a CSV text cell may not start with (OWASP's CSV injection list, plus the fullwidth ＝＋－＠)"""
@@ -58,12 +59,13 @@ class ExportOptions:
 def export_rows(store: Store, options: ExportOptions | None = None) -> list[dict[str, Any]]:
     """The calls to review, in review order, as rows of the documented schema."""
     options = options or ExportOptions()
-    since = _day(options.since, "since")
-    until = _day(options.until, "until")
+    since = parse_day(options.since, "since")
+    until = parse_day(options.until, "until")
     fatal_findings = store.fatal_findings()
     severe_findings = store.severe_findings()
     counts = store.finding_counts()
     items = store.rubric_items()
+    metadata = store.metadata()
     queued: dict[str, list[dict[str, Any]]] = {reason: [] for reason in REASONS}
     for call in store.calls():
         flags = json.loads(call["flags"] or "[]")
@@ -82,6 +84,11 @@ def export_rows(store: Store, options: ExportOptions | None = None) -> list[dict
             "items": [{"id": i["item_id"], "score": i["score"], "confidence": i["confidence"]}
                       for i in items.get(call["call_id"], [])],
         }
+        meta = metadata.get(call["call_id"])
+        row.update(agent_id=meta["agent_id"] if meta else None, team=meta["team"] if meta else None,
+                   started_at=meta["started_at"] if meta else None,
+                   metadata_source=meta["source"] if meta else "none",
+                   agent_id_mismatch=bool(meta["agent_id_mismatch"]) if meta else False)
         share = _share(call["total"], call["max_total"])
         has_rubric = call["total"] is not None
         if "fatal" in flags or call["call_id"] in fatal_findings:
@@ -134,12 +141,13 @@ def write_rows(rows: list[dict[str, Any]], handle: IO[str], fmt: str) -> None:
     item_ids = sorted({item["id"] for row in rows for item in row["items"]}, key=_item_order)
     writer = csv.writer(handle)
     header = [*COLUMNS, *(f"findings.{r}" for r in rules), *(f"item.{i}" for i in item_ids)]
-    writer.writerow([_cell(name) for name in header])
+    writer.writerow([spreadsheet_cell(name) for name in header])
     for row in rows:
         scores = {item["id"]: item["score"] for item in row["items"]}
-        writer.writerow([_cell(";".join(str(f) for f in row[c])) if c == "flags" else _cell(row[c]) for c in COLUMNS]
-                        + [_cell(row["finding_counts"].get(r, 0)) for r in rules]
-                        + [_cell(scores.get(i)) for i in item_ids])
+        cells = [";".join(str(f) for f in row[c]) if c == "flags" else row[c] for c in COLUMNS]
+        writer.writerow([spreadsheet_cell(cell) for cell in cells]
+                        + [spreadsheet_cell(row["finding_counts"].get(r, 0)) for r in rules]
+                        + [spreadsheet_cell(scores.get(i)) for i in item_ids])
 
 
 def read_reviews(path: Path | str, keep_bad: bool = False) -> list[dict[str, Any]]:
@@ -282,7 +290,8 @@ def _share(total: float | None, max_total: float | None) -> float | None:
     return total / max_total
 
 
-def _day(value: str | None, name: str) -> str | None:
+def parse_day(value: str | None, name: str) -> str | None:
+    """``--since`` / ``--until``: a YYYY-MM-DD date, or a ValueError naming the option."""
     if value is None:
         return None
     try:
@@ -291,7 +300,7 @@ def _day(value: str | None, name: str) -> str | None:
         raise ValueError(f"--{name} {value!r}: expected a date YYYY-MM-DD") from exc
 
 
-def _cell(value: Any) -> Any:
+def spreadsheet_cell(value: Any) -> Any:
     """A CSV cell: None empty, numbers as they are, text that a spreadsheet would run as a formula
     (starting with = + - @, a tab or a carriage return, or a fullwidth ＝ ＋ － ＠) behind a quote."""
     if value is None:

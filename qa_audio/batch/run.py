@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_audio.batch.store import FileKey, Store, hash_file
+from qa_audio.call_metadata import lookup
 from qa_audio.pipeline import AnalyzeOptions, Analyzer
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class BatchOptions:
     """local (processes on this machine) or dask"""
     scheduler: str | None = None
     """dask: a scheduler address; None starts a LocalCluster"""
+    metadata: dict[str, dict[str, str]] | None = None
+    """the phone system's CSV rows (call_metadata.read_metadata_csv), stored with each call"""
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,9 @@ def plan(store: Store, paths: Iterable[Path], options: BatchOptions) -> Plan:
             continue
         if store.has_call(key.call_id):
             store.note_path(key.call_id, key.path)
+            given = lookup(options.metadata or {}, key.path)
+            if given:
+                store.attach_metadata(key.call_id, given)  # metadata that came after the analysis
             result.skipped_done += 1
             continue
         if key.call_id in seen:
@@ -341,6 +347,7 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
     summary = Summary(files=len(paths), skipped_done=work.skipped_done, skipped_failed=work.skipped_failed,
                       duplicates=work.duplicates, workers=workers, threads=threads, engine=options.engine)
     settings = {"sources": [str(s) for s in sources], "workers": workers, "threads": threads,
+                "metadata_rows": len(options.metadata or {}),
                 "max_duration": options.max_duration, "retry_failed": options.retry_failed,
                 "analyze": asdict(options.analyze)}
     run_id = store.start_run(options.engine, settings)
@@ -351,7 +358,8 @@ def run_batch(sources: Iterable[Path | str], store: Store, options: BatchOptions
         audio_seconds = job.duration or 0.0
         if outcome.result is not None:
             audio_seconds = float((outcome.result.get("audio") or {}).get("duration") or audio_seconds)
-            if store.add_result(job.key, outcome.result, run_id, outcome.seconds):
+            given = lookup(options.metadata or {}, job.key.path)
+            if store.add_result(job.key, outcome.result, run_id, outcome.seconds, given):
                 summary.done += 1
             else:
                 summary.already_stored += 1

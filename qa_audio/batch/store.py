@@ -18,6 +18,9 @@ Tables (see ``docs/batch.md``):
 - ``failures``: recordings that could not be analysed, keyed by hash (or ``path:size:mtime`` when
   the bytes could not be read), with the one-line reason.
 - ``reviews``: the inspectors' scores read back by ``import-reviews``.
+- ``call_metadata``: who took the call (agent id, team, start time, queue, direction), from the
+  phone system's CSV, the file name or the 工号 heard (``qa_audio/call_metadata.py``), with the
+  heard 工号 kept beside it and ``agent_id_mismatch`` where the two disagree.
 - ``runs``: one row per batch run, with its counts.
 """
 
@@ -36,9 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qa_audio.call_metadata import CallMetadata, combine
+
 logger = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""1: calls, findings, rubric items, reviews; 2: call_metadata (filled from the greeting's 工号 on upgrade)"""
 APPLICATION = "qa-audio"
 """``meta`` key ``application``: what marks a file as a qa-audio store"""
 STORE_TABLES = ("meta", "runs", "calls", "paths", "findings", "rubric_items", "failures", "reviews")
@@ -132,7 +138,33 @@ CREATE TABLE IF NOT EXISTS reviews (
     imported_at TEXT NOT NULL,
     PRIMARY KEY (call_id, item_id)
 );
+CREATE TABLE IF NOT EXISTS call_metadata (
+    call_id TEXT PRIMARY KEY REFERENCES calls(call_id) ON DELETE CASCADE,
+    agent_id TEXT,
+    team TEXT,
+    started_at TEXT,
+    queue TEXT,
+    direction TEXT,
+    source TEXT NOT NULL DEFAULT 'none',
+    heard_agent_id TEXT,
+    agent_id_mismatch INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_metadata_agent ON call_metadata(agent_id);
+CREATE INDEX IF NOT EXISTS call_metadata_team ON call_metadata(team)
 """
+# Calls stored before call_metadata existed get the 工号 their greeting finding heard.
+BACKFILL_HEARD = """
+INSERT OR IGNORE INTO call_metadata (call_id, agent_id, source, heard_agent_id, updated_at)
+SELECT c.call_id, f.heard, CASE WHEN f.heard IS NULL THEN 'none' ELSE 'heard' END, f.heard, ?
+FROM calls c LEFT JOIN (
+    SELECT call_id, MIN(json_extract(data, '$.agent_id_digits')) AS heard FROM findings
+    WHERE rule = 'greeting' AND json_extract(data, '$.agent_id_complete') = 1
+      AND COALESCE(json_extract(data, '$.agent_id_digits'), '') <> ''
+    GROUP BY call_id) f ON f.call_id = c.call_id
+"""
+SOURCE_RANK = {"none": 0, "heard": 1, "file_name": 2, "csv": 3}
+"""which metadata wins: the phone system's CSV over the file name over the 工号 heard"""
 
 
 class StoreError(RuntimeError):
@@ -229,6 +261,10 @@ class Store:
                     self.conn.execute(statement)
                 self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('application', ?)", (APPLICATION,))
+                version = int(self.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()[0])
+                if version < 2:  # a store of an earlier qa-audio: its calls get the 工号 they heard
+                    self.conn.execute(BACKFILL_HEARD, (now(),))
+                    self.conn.execute("UPDATE meta SET value=? WHERE key='store_version'", (str(STORE_VERSION),))
         except StoreError:
             self.conn.close()
             raise
@@ -300,8 +336,10 @@ class Store:
 
     # ------------------------------------------------------------------ writes
     def add_result(self, key: FileKey, result: dict[str, Any], run_id: int | None = None,
-                   processing_seconds: float | None = None) -> bool:
-        """Store one analysed call in one transaction; False if it was already there (a racing run)."""
+                   processing_seconds: float | None = None, given: dict[str, str] | None = None) -> bool:
+        """Store one analysed call in one transaction; False if it was already there (a racing run).
+
+        ``given``: the call's row of the phone system's metadata CSV, stored with it."""
         if key.call_id is None:
             raise ValueError("a result needs the file's hash")
         audio = result.get("audio") or {}
@@ -331,9 +369,44 @@ class Store:
                       json.dumps(item, ensure_ascii=False)) for item in rubric.get("items") or []
                      if item.get("id") is not None])
                 self.conn.execute("DELETE FROM failures WHERE failure_key=?", (key.call_id,))
+                self._put_metadata(key.call_id, _metadata_of(result))
+            if given:
+                self._attach(key.call_id, given, "csv")
             self._note_path(key.call_id, key.path)
             self._supersede_at(key.path, key.call_id)
         return inserted
+
+    def attach_metadata(self, call_id: str, given: dict[str, str], source: str = "csv") -> bool:
+        """Give a stored call its metadata (a CSV row that came later); False if a better source won."""
+        with self.transaction():
+            return self._attach(call_id, given, source)
+
+    def _attach(self, call_id: str, given: dict[str, str], source: str) -> bool:
+        row = self.conn.execute("SELECT source, heard_agent_id FROM call_metadata WHERE call_id=?",
+                                (call_id,)).fetchone()
+        if row is not None and SOURCE_RANK.get(row["source"], 0) > SOURCE_RANK[source]:
+            return False
+        self._put_metadata(call_id, combine(given, source, row["heard_agent_id"] if row else None))
+        return True
+
+    def _put_metadata(self, call_id: str, meta: CallMetadata) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO call_metadata (call_id, agent_id, team, started_at, queue, direction, source, "
+            "heard_agent_id, agent_id_mismatch, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, meta.agent_id, meta.team, meta.started_at, meta.queue, meta.direction, meta.source,
+             meta.heard_agent_id, int(meta.agent_id_mismatch), now()))
+
+    def paths_by_call(self) -> dict[str, list[str]]:
+        """Every path each stored call was seen at, the latest first."""
+        out: dict[str, list[str]] = {}
+        for row in self.conn.execute("SELECT call_id, path FROM paths ORDER BY last_seen DESC"):
+            out.setdefault(row["call_id"], []).append(row["path"])
+        return out
+
+    def metadata(self) -> dict[str, sqlite3.Row]:
+        if "call_metadata" not in _tables(self.conn):
+            return {}  # a store read-only from before call_metadata existed
+        return {row["call_id"]: row for row in self.conn.execute("SELECT * FROM call_metadata")}
 
     def add_failure(self, key: FileKey, error: str, kind: str, run_id: int | None = None) -> None:
         """Record (or re-record, counting attempts) a recording that could not be analysed."""
@@ -443,6 +516,16 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _metadata_of(result: dict[str, Any]) -> CallMetadata:
+    """The result's ``call`` section; for a result from before it existed, the 工号 its greeting heard."""
+    if isinstance(result.get("call"), dict):
+        return CallMetadata.from_dict(result["call"])
+    for finding in result.get("findings") or []:
+        if finding.get("rule") == "greeting" and finding.get("agent_id_complete") and finding.get("agent_id_digits"):
+            return combine(None, "none", str(finding["agent_id_digits"]))
+    return CallMetadata()
 
 
 def min_confidence(result: dict[str, Any]) -> float | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa_audio.call_metadata import MetadataError, compile_file_pattern
 from qa_audio.checks.phrase_match import MatchSettings, Phrase, PhraseIndex, compile_phrase
 from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, only_keys, require, rules_folder
 
@@ -36,6 +37,8 @@ class Deployment:
     company_aliases: tuple[str, ...]
     agent_id_digits: int
     agent_id_keywords: tuple[str, ...]
+    file_pattern: str | None = None
+    """how the phone system names recordings ({date:%Y%m%d}_{agent_id}_{seq}.wav), if it does"""
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def _read_matching(f: _File) -> MatchSettings:
 
 def _read_deployment(f: _File) -> Deployment:
     d = f.data
-    f.only_keys(d, {"type", "company", "agent_id"}, "deployment")
+    f.only_keys(d, {"type", "company", "agent_id", "recordings"}, "deployment")
     company = f.mapping(d, "company")
     f.only_keys(company, {"name", "aliases"}, "company")
     name = require(company, "name", str, f.path).strip()
@@ -242,10 +245,21 @@ def _read_deployment(f: _File) -> Deployment:
         aliases = tuple(s for s, _ in f.strings(company, "aliases", allow_empty=True))
     agent = f.mapping(d, "agent_id")
     f.only_keys(agent, {"digits", "keywords"}, "agent_id")
+    pattern = None
+    if "recordings" in d:
+        recordings = f.mapping(d, "recordings")
+        f.only_keys(recordings, {"file_pattern"}, "recordings")
+        pattern = require(recordings, "file_pattern", str, f.path).strip() or None
+        if pattern:
+            try:
+                compile_file_pattern(pattern)
+            except MetadataError as exc:
+                raise f.error(recordings.line_of("file_pattern"), f"file_pattern: {exc}") from exc
     return Deployment(
         company_name=name, company_aliases=aliases,
         agent_id_digits=f.integer(agent, "digits", 1, 12),
         agent_id_keywords=tuple(s for s, _ in f.strings(agent, "keywords")),
+        file_pattern=pattern,
     )
 
 

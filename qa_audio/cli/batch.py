@@ -51,6 +51,8 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("import-reviews")(import_reviews)
     app.command("agreement")(agreement)
+    app.command("metadata")(metadata)
+    app.command("report")(report)
 
 
 def batch(
@@ -79,6 +81,10 @@ def batch(
                                                 "(slower).")] = 8,
     agent_channel: Annotated[int, typer.Option(min=0, max=1, help="Stereo: the agent's channel.")] = 0,
     rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder.", file_okay=False)] = None,
+    metadata_csv: Annotated[Path | None, typer.Option("--metadata", help="The phone system's CSV: a header "
+                                                      "with file and agent_id, optionally team, started_at "
+                                                      "(ISO 8601), queue, direction; joined on the path, "
+                                                      "else the file name.", dir_okay=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 when any file failed.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -88,6 +94,7 @@ def batch(
     _configure_logging(verbose)
     from qa_audio.batch.run import BatchOptions, SourceError, WorkerSetupError, discover, run_batch
     from qa_audio.batch.store import StoreError
+    from qa_audio.call_metadata import MetadataError, read_metadata_csv
     from qa_audio.models import ModelNotFoundError
     from qa_audio.pipeline import AnalyzeOptions
     from qa_audio.rule_files import RuleFileError
@@ -96,11 +103,17 @@ def batch(
     for source in archive:
         if not source.exists():
             _fail(f"{source}: no such file or folder", EXIT_BAD_INPUT)
+    given = None
+    if metadata_csv is not None:
+        try:
+            given = read_metadata_csv(metadata_csv)  # a bad row stops the night before it starts
+        except MetadataError as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
     options = BatchOptions(
         analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
                                agent_channel=agent_channel, rules_dir=rules),
         workers=workers, threads=threads, max_duration=max_duration * 3600, retry_failed=retry_failed,
-        engine=engine.value, scheduler=scheduler,
+        engine=engine.value, scheduler=scheduler, metadata=given,
         extensions=tuple(e.strip() if e.strip().startswith(".") else "." + e.strip()
                          for e in extensions.split(",") if e.strip()),
     )
@@ -121,6 +134,103 @@ def batch(
         raise typer.Exit(130)
     if strict and summary.failed:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def metadata(
+    csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="The phone system's CSV: a header with file and "
+                                             "agent_id, optionally team, started_at (ISO 8601), queue, "
+                                             "direction.", dir_okay=False)],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Attach who took each call (agent, team, start time) to calls already in the store, without analysing them."""
+    from qa_audio.call_metadata import MetadataError, lookup, read_metadata_csv
+
+    try:
+        rows = read_metadata_csv(csv_file)
+    except MetadataError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    store = _open_store(db, must_exist=True)
+    try:
+        attached = 0
+        for call_id, paths in store.paths_by_call().items():
+            row = lookup(rows, *paths)
+            if row is not None and store.has_call(call_id) and store.attach_metadata(call_id, row):
+                attached += 1
+        mismatches = sum(1 for m in store.metadata().values() if m["agent_id_mismatch"])
+    finally:
+        store.close()
+    typer.echo(f"metadata for {attached} call(s) in {db}; {mismatches} call(s) where the 工号 heard in the "
+               "greeting is not the given agent's", err=True)
+
+
+class ReportBy(StrEnum):
+    agent = "agent"
+    team = "team"
+
+
+def report(
+    db: DbOption = DEFAULT_DB,
+    by: Annotated[ReportBy, typer.Option(help="One section per agent or per team.")] = ReportBy.agent,
+    since: Annotated[str | None, typer.Option(help="Calls on or after this date (YYYY-MM-DD; the call's start "
+                                              "time where known, else the analysis day).")] = None,
+    until: Annotated[str | None, typer.Option(help="Calls on or before this date (YYYY-MM-DD).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="report.html (the page) or report.csv (the "
+                                         "figures as a table).", dir_okay=False)] = Path("report.html"),
+    rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder (the sheet and "
+                                               "categories.yaml).", file_okay=False)] = None,
+) -> None:
+    """Per-agent or per-team report: scores beside the team's, problems by category, weekly trend, coaching."""
+    import time
+
+    from qa_audio.coaching.categories import load_categories
+    from qa_audio.coaching.figures import build_report
+    from qa_audio.rubric import load_rubric
+    from qa_audio.rule_files import RuleFileError
+
+    suffix = output.suffix.lower()
+    if suffix not in (".html", ".htm", ".csv"):
+        _fail(f"{output}: give a .html or .csv file name", EXIT_BAD_SETUP)
+    _check_output(output, db)
+    started = time.perf_counter()
+    try:
+        sheet = load_rubric(rules)
+        categories = load_categories(rules, sheet)
+    except RuleFileError as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
+    store = _open_store(db, must_exist=True, read_only=True)
+    try:
+        figures = build_report(store, sheet, categories, by.value, since, until)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        store.close()
+    try:
+        _write_atomically(output, figures, suffix)
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
+    typer.echo(f"report by {by.value}: {len(figures.groups)} {by.value}(s), {figures.calls} call(s) -> {output} "
+               f"({time.perf_counter() - started:.1f} s)", err=True)
+
+
+def _write_atomically(output: Path, figures, suffix: str) -> None:
+    """The whole report or none of it (a temporary file beside it, renamed into place)."""
+    import os
+    import tempfile
+
+    from qa_audio.coaching.html import render_report_html
+    from qa_audio.coaching.table import write_report_csv
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            if suffix == ".csv":
+                write_report_csv(figures, out)
+            else:
+                out.write(render_report_html(figures))
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def export(

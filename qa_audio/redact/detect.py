@@ -110,14 +110,44 @@ class Detector:
             joined = _Joined(group)
             for found in self._numbers(joined.text):
                 spans.append(self._span(found, joined, masked))
+        spans += self._continuations(pieces, masked, spans)
         for piece in pieces:
             joined = _Joined([piece])
             for found in self._patterns(piece.text) + self._cued(piece):
-                if any(p in masked.get((piece.where, piece.index), {}) for p in found.positions):
-                    continue  # already inside a number
-                spans.append(self._span(found, joined, masked))
+                done = masked.get((piece.where, piece.index), {})
+                free = [p for p in found.positions if p not in done]  # a number inside an address stays its own
+                if free:
+                    spans.append(self._span(_Found(found.type, found.confidence, found.basis, free,
+                                                   {p: found.shown[p] for p in free}), joined, masked))
         spans.sort(key=lambda s: (s.start, s.end))
         return spans
+
+    def _continuations(self, pieces: Sequence[Piece], masked: dict[tuple[str, int], dict[int, str]],
+                       spans: list[PersonalDataSpan]) -> list[PersonalDataSpan]:
+        """Digits opening the next turn, by anyone, right after a turn that ended in a masked number."""
+        rules = self.rules
+        out: list[PersonalDataSpan] = []
+        turns = sorted((p for p in pieces if p.where == "turns"), key=lambda p: (p.start, p.index))
+        for before, after in zip(turns, turns[1:], strict=False):
+            shown = masked.get(("turns", before.index), {})
+            tail = len(before.text.rstrip("".join(rules.separators) + "？！?!"))
+            if not any(i >= tail - 2 for i in shown) or after.start - before.end > rules.join_turns_within_s:
+                continue
+            chains = [c for c in self._chains(after.text)
+                      if c[0][0][0] < rules.continuation_prefix_chars
+                      and sum(len(g) for g in c) >= rules.join_min_digits]
+            if not chains or ("turns", after.index) in masked and chains[0][0][0][0] in masked[("turns", after.index)]:
+                continue
+            chain = chains[0]
+            first, end = chain[0][0][0], chain[-1][-1][0] + 1
+            if self._ordinary(after.text, first, end, "".join(d for g in chain for _, d in g)):
+                continue
+            previous = next((s for s in reversed(spans) for p in s.parts
+                             if p.where == "turns" and p.index == before.index), None)
+            kind = previous.type if previous else rules.other_type
+            found = self._masked(chain, kind, 0.5, "read with a number", 0, 0)
+            out.append(self._span(found, _Joined([after]), masked))
+        return out
 
     def _joined_groups(self, pieces: Sequence[Piece]) -> list[list[Piece]]:
         """Pieces grouped so that a number continued in the speaker's next turn is read as one."""
@@ -142,7 +172,10 @@ class Detector:
 
     def _starts_a_continuation(self, text: str) -> bool:
         stripped = text.lstrip("".join(self.rules.separators))
-        if stripped[:1] and stripped[0] in self.rules.digits:
+        leading = 0
+        while leading < len(stripped) and stripped[leading] in self.rules.digits:
+            leading += 1
+        if leading >= self.rules.join_min_digits:
             return True
         return any(stripped.startswith(word) for word in self.rules.corrections)
 
@@ -153,20 +186,39 @@ class Detector:
         last: _Found | None = None
         last_end = -1
         for chain in self._chains(text):
-            if last is not None and self._corrects(text, last_end, chain[0][0][0]):
-                found = self._masked(chain, last.type, last.confidence, "correction", 0, 0)
-                out.append(found)
-                last_end = chain[-1][-1][0] + 1
+            first, end = chain[0][0][0], chain[-1][-1][0] + 1
+            digits = "".join(d for g in chain for _, d in g)
+            if self._ordinary(text, first, end, digits):
                 continue
-            for piece_groups, number_type, confidence, basis in self._cut(text, chain):
+            if last is not None and self._corrects(text, last_end, first):
+                out.append(self._masked(chain, last.type, last.confidence, "correction", 0, 0))
+                last_end = end
+                continue
+            if self._after_partial_cue(text, first):
+                number_type, _, _ = self._classify(digits, self._before(text, first), any_length=True)
+                kind = number_type.type if number_type else rules.other_type
+                if end < len(text) and text[end] in rules.id_letters:  # the X of a 身份证's last four
+                    chain = [*chain[:-1], [*chain[-1], (end, "X")]]
+                out.append(self._masked(chain, kind, 0.6, "partial", 0, 0))
+                continue
+            pieces = self._cut(text, chain)
+            # one reading: in a chain that holds a number, the digits read with it go with it (the
+            # last group of a mobile number whose other digit was lost, 136-712-0883)
+            holds_number = any(number_type is not None for _, number_type, _, _ in pieces)
+            for piece_groups, number_type, confidence, basis in pieces:
                 flat = [p for g in piece_groups for p in g]
                 digits = "".join(d for _, d in flat)
-                if number_type is None:
+                if number_type is None and holds_number and len(digits) < rules.other_min_digits:
+                    number_type, confidence, basis = None, 0.5, "read with a number"
+                    kind, keep_first, keep_last = rules.other_type, 0, 0
+                elif number_type is None:
                     if len(digits) < rules.other_min_digits:
                         continue
                     kind, keep_first, keep_last = rules.other_type, 0, rules.other_keep_last
                 else:
                     kind, keep_first, keep_last = number_type.type, number_type.keep_first, number_type.keep_last
+                if JOIN in text[flat[0][0]:flat[-1][0]]:
+                    keep_first = keep_last = 0  # read over two turns: which digits are whose is a guess
                 verified = basis == "pattern" and number_type is not None and number_type.check is not None
                 if not verified and self._ordinary(text, flat[0][0], flat[-1][0] + 1, digits):
                     continue
@@ -174,6 +226,10 @@ class Detector:
                 out.append(found)
                 last, last_end = found, flat[-1][0] + 1
         return out
+
+    def _after_partial_cue(self, text: str, position: int) -> bool:
+        before = text[max(0, position - 8):position].rstrip("".join(self.rules.separators) + "是为：:")
+        return any(before.endswith(cue) for cue in self.rules.partial_cues)
 
     def _chains(self, text: str) -> list[list[list[tuple[int, str]]]]:
         """Digit chains: lists of groups (split at separators) of (index, digit) pairs."""
@@ -253,13 +309,14 @@ class Detector:
                 return number_type
         return None
 
-    def _classify(self, digits: str, cue_text: str) -> tuple[NumberType | None, float, str]:
-        """A run no type took whole: a type whose pattern fits after its cue, or a long run after a cue."""
+    def _classify(self, digits: str, cue_text: str, any_length: bool = False) -> tuple[NumberType | None, float, str]:
+        """A run no type took whole: a type whose pattern fits after its cue, or a run after a cue
+        (``cue_min_digits`` or longer: digits lost), or only long."""
         rules = self.rules
         for number_type in rules.numbers:
             if number_type.pattern.fullmatch(digits) and _has_cue(number_type, cue_text):
                 return number_type, 0.7, "cue"
-        if len(digits) >= rules.other_min_digits:
+        if any_length or len(digits) >= rules.cue_min_digits:
             for number_type in rules.numbers:
                 if _has_cue(number_type, cue_text):
                     return number_type, 0.6, "cue+length"
@@ -321,18 +378,37 @@ class Detector:
         for cued in self.rules.cued:
             if piece.role not in cued.roles:
                 continue
-            for cue in cued.cues:
+            cue_chars: set[int] = set()
+            for cue in cued.cues:  # longest first: 免贵姓 before 免贵
                 start = text.find(cue)
                 while start >= 0:
+                    if start in cue_chars:  # inside a longer cue already taken (免贵 of 免贵姓)
+                        start = text.find(cue, start + 1)
+                        continue
+                    cue_chars.update(range(start, start + len(cue)))
                     first = start + len(cue)
+                    while first < len(text) and text[first] in cued.skip:
+                        first += 1
                     last = first
                     while last < len(text) and last - first < cued.max_chars and text[last] not in cued.stop:
                         last += 1
-                    if last > first:
-                        shown = {p: self.rules.mask_char for p in range(first, last)}
-                        out.append(_Found(cued.type, 0.6, "cue word", list(range(first, last)), shown))
-                    start = text.find(cue, first)
+                    if last - first >= cued.min_chars:
+                        positions = list(range(first, last)) + self._spelled_out(text, first, last, cued)
+                        shown = {p: self.rules.mask_char for p in positions}
+                        out.append(_Found(cued.type, 0.6, "cue word", positions, shown))
+                    start = text.find(cue, max(first, start + 1))
         return out
+
+    @staticmethod
+    def _spelled_out(text: str, first: int, last: int, cued) -> list[int]:
+        """The clause after a name that spells it out and ends with its last character (耳东陈)."""
+        if not cued.spelled_out_chars or last >= len(text) or text[last] not in "，,、 ":
+            return []
+        end = last + 1
+        while end < len(text) and end - last <= cued.spelled_out_chars and text[end] not in cued.stop:
+            end += 1
+        clause = range(last + 1, end)
+        return list(clause) if len(clause) > 1 and text[end - 1] == text[last - 1] else []
 
     # ------------------------------------------------------------------ a found thing as a span
     def _span(self, found: _Found, joined: _Joined, masked: dict[tuple[str, int], dict[int, str]]) -> PersonalDataSpan:

@@ -14,9 +14,10 @@ from qa_audio.rule_files import LineDict, LineList, RuleFileError, load_rule_fil
 
 PERSONAL_DATA_FILE = "personal_data.yaml"
 TOP_KEYS = {"keep_originals", "mask_char", "audio", "digits", "misheard", "max_misheard_per_number",
-            "id_check_letter", "separators", "max_separator_chars", "join_turns_within_s", "corrections",
-            "correction_window_chars", "cue_window_chars", "numbers", "other_number", "ordinary_numbers",
-            "patterns", "cued"}
+            "id_check_letter", "separators", "max_separator_chars", "join_turns_within_s", "join_min_digits",
+            "continuation_prefix_chars", "corrections",
+            "correction_window_chars", "partial_cues", "cue_window_chars", "cue_min_digits", "numbers",
+            "other_number", "ordinary_numbers", "patterns", "cued"}
 NUMBER_KEYS = {"type", "name", "pattern", "check", "keep_first", "keep_last", "cues"}
 CHECKS = ("gb11643", "luhn")
 """the checksums a number type may name (the algorithms are code; which type uses one is data)"""
@@ -48,8 +49,11 @@ class CuedType:
     name: str
     roles: frozenset[str]
     cues: tuple[str, ...]
+    skip: frozenset[str]
+    min_chars: int
     max_chars: int
     stop: frozenset[str]
+    spelled_out_chars: int
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,13 @@ class PersonalDataRules:
     separators: frozenset[str]
     max_separator_chars: int
     join_turns_within_s: float
+    join_min_digits: int
+    continuation_prefix_chars: int
     corrections: tuple[str, ...]
     correction_window: int
+    partial_cues: tuple[str, ...]
     cue_window: int
+    cue_min_digits: int
     numbers: tuple[NumberType, ...]
     other_type: str
     other_name: str
@@ -157,9 +165,13 @@ def load_personal_data_rules(rules_dir: Path | str | None = None) -> PersonalDat
         separators=frozenset(reader.strings(data, "separators")),
         max_separator_chars=reader.integer(data, "max_separator_chars", 1, 5),
         join_turns_within_s=reader.number(data, "join_turns_within_s", 0.0, 60.0),
+        join_min_digits=reader.integer(data, "join_min_digits", 1, 20),
+        continuation_prefix_chars=reader.integer(data, "continuation_prefix_chars", 0, 20),
         corrections=reader.strings(data, "corrections", allow_empty=True),
         correction_window=reader.integer(data, "correction_window_chars", 1, 40),
+        partial_cues=reader.strings(data, "partial_cues", allow_empty=True),
         cue_window=reader.integer(data, "cue_window_chars", 1, 40),
+        cue_min_digits=reader.integer(data, "cue_min_digits", 1, 30),
         numbers=numbers,
         other_type=reader.word(other, "type"), other_name=reader.word(other, "name"),
         other_min_digits=reader.integer(other, "min_digits", 3, 30),
@@ -263,13 +275,18 @@ class _Reader:
     def cued_type(self, item: Any, line: int | None) -> CuedType:
         if not isinstance(item, dict):
             raise RuleFileError(self.path, line, "each entry of 'cued' must be a mapping with 'type'")
-        only_keys(item, {"type", "name", "roles", "cues", "max_chars", "stop"}, self.path, "a cued type")
+        only_keys(item, {"type", "name", "roles", "cues", "skip", "min_chars", "max_chars", "stop",
+                         "spelled_out_chars"}, self.path, "a cued type")
         roles = self.strings(item, "roles")
         for role in roles:
             if role not in ("agent", "customer"):
                 raise self.error(item, "roles", f"'roles' lists agent and/or customer, not {role!r}")
         return CuedType(
             type=self.word(item, "type"), name=self.word(item, "name"), roles=frozenset(roles),
-            cues=self.strings(item, "cues"), max_chars=self.integer(item, "max_chars", 1, 60),
+            cues=tuple(sorted(self.strings(item, "cues"), key=len, reverse=True)),
+            skip=frozenset(require(item, "skip", str, self.path)) if "skip" in item else frozenset(),
+            min_chars=self.integer(item, "min_chars", 1, 60) if "min_chars" in item else 1,
+            max_chars=self.integer(item, "max_chars", 1, 60),
             stop=frozenset(require(item, "stop", str, self.path)),
+            spelled_out_chars=self.integer(item, "spelled_out_chars", 0, 20) if "spelled_out_chars" in item else 0,
         )

@@ -21,6 +21,7 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "qa-audio", "version": __version__},
         "audio": analysis.audio.describe(),
+        "call": analysis.metadata.to_dict(),
         "settings": analysis.settings,
         "roles": analysis.roles.to_dict(),
         "speech": [

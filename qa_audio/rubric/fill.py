@@ -112,6 +112,8 @@ def _fill(call: _Call, sheet: RubricSheet) -> RubricResult:
                     problems.append(line)
             if rule.advice and rule.advice not in suggestions:
                 suggestions.append(rule.advice)
+            if rule.advice and rule.advice not in filled.advice:
+                filled.advice.append(rule.advice)
     scored = [i for i in items if i.score is not None]
     auto = [i for i in items if i.status == "auto"]
     total = round_score(sum(i.score for i in scored if i.score is not None))

@@ -178,7 +178,9 @@ class Transcriber:
         """Drop decoding loops and stock phrases, and say what was dropped."""
         kept, dropped = drop_hallucinations(words)
         if dropped:
-            logger.info("dropped %d hallucinated span(s): %s", len(dropped), [d.text for d in dropped])
+            # times and reasons only: the text may hold a customer's number, masked only later
+            logger.info("dropped %d hallucinated span(s): %s", len(dropped),
+                        [f"{d.start:.2f}-{d.end:.2f} s: {d.reason}" for d in dropped])
         return AsrResult(words=kept, dropped=dropped)
 
     def decode_settings(self) -> dict:

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Listen-by-proxy checks of the generated sample calls against their truth files.
 
-    .venv-tts/bin/python sample_calls/generator/check_calls.py [--markdown]
+    .venv-tts/bin/python sample_calls/generator/check_calls.py [--markdown] [FOLDER]
+
+FOLDER: the calls to check (default: sample_calls/; e.g. sample_calls/personal_data).
 
 Checks, per call: file format/encoding/rate/channels/duration match the truth; no clipping; the
 line-noise floor (before the agent's first word) is 30+ dB below speech; every truth silence span
 is only line noise (RMS within 3 dB of the floor); on stereo calls each channel carries only line
 noise where its own party is not speaking; each turn's truth edges sit on speech (the first/last
 60 ms inside a turn are above the floor, the 40 ms just outside are at the floor unless other
-speech is there); during each interruption both parties are audible. Exits non-zero on a failure.
+speech is there); during each interruption both parties are audible; every marked personal-data
+item and ordinary number lies inside its turn and on speech. Exits non-zero on a failure.
 """
 
 from __future__ import annotations
@@ -103,6 +106,14 @@ def check(truth_path: str) -> tuple[dict, list[str]]:
                 edge_bad += 1
                 errs.append(f"turn {i}: speech just outside its edge ({a:.2f}-{b:.2f})")
 
+    for kind in ("personal_data", "ordinary_numbers"):
+        for item in t.get(kind, []):
+            tr = t["turns"][item["turn"]]
+            if tr["role"] != item["role"] or not tr["start"] - 0.01 <= item["start"] < item["end"] <= tr["end"] + 0.01:
+                errs.append(f"{kind} {item['text']}: not inside turn {item['turn']}")
+            elif rms_db(seg(item["start"], item["end"], ch_of(tr))) < floor + 10:
+                errs.append(f"{kind} {item['text']}: no speech at {item['start']}-{item['end']}")
+
     for it in t["qa"]["interruptions"]:
         if t["channels"] == 2:
             lv = [rms_db(seg(it["start"], it["end"], c)) for c in (0, 1)]
@@ -127,7 +138,11 @@ def check(truth_path: str) -> tuple[dict, list[str]]:
 
 
 def main() -> int:
+    global CALLS
     md = "--markdown" in sys.argv
+    folders = [a for a in sys.argv[1:] if a != "--markdown"]
+    if folders:
+        CALLS = Path(folders[0]).resolve()
     rows, fails = [], 0
     for p in sorted(glob.glob(str(CALLS / "*.truth.json"))):
         row, errs = check(p)
@@ -144,7 +159,7 @@ def main() -> int:
             f"{'' if r['xtalk'] is None else round(r['xtalk'], 1)!s:>7s}"
         )
     total = sum(os.path.getsize(p) for p in glob.glob(str(CALLS / "**" / "*"), recursive=True) if os.path.isfile(p))
-    print(f"{len(rows)} calls, {sum(r['duration'] for r in rows):.0f} s of audio, sample_calls/ = {total / 1e6:.1f} MB")
+    print(f"{len(rows)} calls, {sum(r['duration'] for r in rows):.0f} s of audio, {CALLS.name}/ = {total / 1e6:.1f} MB")
     if md:
         print()
         print(

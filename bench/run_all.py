@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["analyze.py", "diarization.py", "rules.py", "acoustic.py", "rubric.py", "redaction.py", "batch.py"]
+SCRIPTS = ["analyze.py", "diarization.py", "rules.py", "acoustic.py", "rubric.py", "redaction.py", "batch.py",
+           "report.py"]
 
 
 def main() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -78,6 +79,13 @@ def _finals(result: dict, name: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _report(db: Path, by: str = "agent", **period: str):
+    """The report of the store as `qa-audio report` builds it (read-only, the shipped rules)."""
+    sheet = load_rubric()
+    with Store(db, read_only=True) as store:
+        return build_report(store, sheet, load_categories(None, sheet), by, **period)
+
+
 def _monday(day: str) -> str:
     d = date.fromisoformat(day[:10])
     return (d - timedelta(days=d.weekday())).isoformat()
@@ -86,9 +94,7 @@ def _monday(day: str) -> str:
 @pytest.mark.slow
 def test_every_agent_figure_matches_a_count_by_hand(store_of_sample_calls):
     db, results = store_of_sample_calls
-    sheet = load_rubric()
-    with Store(db, read_only=True) as store:
-        report = build_report(store, sheet, load_categories(None, sheet), "agent")
+    report = _report(db)
     assert [g.key for g in report.groups] == ["A1001", "A1002", "A1003"]
     assert report.calls == len(METADATA) and report.undated == 0
     for group in report.groups:
@@ -134,9 +140,7 @@ def test_every_agent_figure_matches_a_count_by_hand(store_of_sample_calls):
 @pytest.mark.slow
 def test_the_severe_phrase_is_a_severe_problem_of_its_agent(store_of_sample_calls):
     db, _ = store_of_sample_calls
-    sheet = load_rubric()
-    with Store(db, read_only=True) as store:
-        report = build_report(store, sheet, load_categories(None, sheet), "agent")
+    report = _report(db)
     a1002 = next(g for g in report.groups if g.key == "A1002")
     problem = next(p for p in a1002.problems if p.item_id == "7b")
     assert (problem.category, problem.severity) == ("沟通技巧类", "严重")
@@ -146,10 +150,7 @@ def test_the_severe_phrase_is_a_severe_problem_of_its_agent(store_of_sample_call
 @pytest.mark.slow
 def test_the_team_report_counts_the_centres_rules(store_of_sample_calls):
     db, results = store_of_sample_calls
-    sheet = load_rubric()
-    with Store(db, read_only=True) as store:
-        report = build_report(store, sheet, load_categories(None, sheet), "team", since="2026-11-01",
-                              until="2026-11-15")
+    report = _report(db, "team", since="2026-11-01", until="2026-11-15")
     in_period = [n for n, (_, _, day) in METADATA.items() if "2026-11-01" <= day[:10] <= "2026-11-15"]
     assert report.calls == len(in_period)
     team = next(g for g in report.groups if g.key == "甲组")
@@ -177,6 +178,7 @@ def test_the_page_and_the_table(store_of_sample_calls, tmp_path):
     text = page.read_text(encoding="utf-8")
     assert "default-src 'none'" in text and "http://" not in text.replace("http://www.w3.org", "")
     assert text.count("<svg") >= 4 and "A1002" in text and "辅导要点" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.html"]  # no temporary left
     rows = list(csv.DictReader(io.StringIO(table.read_text(encoding="utf-8"))))
     assert [r["agent"] for r in rows] == ["A1001", "A1002", "A1003", "全部"]
     assert rows[-1]["calls"] == str(len(METADATA))
@@ -187,9 +189,7 @@ def test_the_page_renders_in_chromium_with_a_chart(store_of_sample_calls, tmp_pa
     from tests.browser import console_errors, open_page, run_js
 
     db, _ = store_of_sample_calls
-    sheet = load_rubric()
-    with Store(db, read_only=True) as store:
-        report = build_report(store, sheet, load_categories(None, sheet), "agent")
+    report = _report(db)
     page = tmp_path / "report.html"
     page.write_text(render_report_html(report), encoding="utf-8")
     open_page(chromium, page)
@@ -305,3 +305,44 @@ def _write(folder: Path, text: str) -> Path:
     path = folder / "sidecar.csv"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _version_1_store(db: Path) -> str:
+    """A store as qa-audio wrote it before store version 2: no call_metadata, no item columns."""
+    from qa_audio.batch.store import FileKey
+    from tests.helpers import good_call, with_finding
+
+    result = with_finding(good_call(), "greeting", agent_id_digits="1024", agent_id_complete=True)
+    item = {"id": "1b", "name": "首问语", "points": 2, "score": 1.0, "status": "auto", "advice": ["首问语按标准话术"],
+            "evidence": [{"start": 0.8, "note": "首问语缺工号"}]}
+    result["rubric"] = {"items": [item], "total": 1.0, "max_total": 2.0, "flags": []}
+    call_id = "b" * 64
+    with Store(db) as store:
+        store.add_result(FileKey("/a/old.wav", 1, 0.0, call_id), result)
+    conn = sqlite3.connect(db)
+    for column in ("advice", "moment", "moment_note"):
+        conn.execute(f"ALTER TABLE rubric_items DROP COLUMN {column}")
+    conn.execute("DROP TABLE call_metadata")
+    conn.execute("UPDATE meta SET value='1' WHERE key='store_version'")
+    conn.commit()
+    conn.close()
+    return call_id
+
+
+def test_a_version_1_store_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path):
+    db = tmp_path / "qa.db"
+    call_id = _version_1_store(db)
+    sheet = load_rubric()
+    with Store(db, read_only=True) as store:  # a reader leaves it as it is
+        old = build_report(store, sheet, load_categories(None, sheet), "agent")
+    assert [(g.key, g.calls) for g in old.groups] == [(UNKNOWN, 1)]
+    assert old.groups[0].coaching[0].advice == "首问语按标准话术"  # from the JSON
+    with Store(db) as store:  # a writer upgrades it
+        version = store.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()[0]
+        row = store.conn.execute("SELECT advice, moment, moment_note FROM rubric_items").fetchone()
+        meta = store.metadata()[call_id]
+        new = build_report(store, sheet, load_categories(None, sheet), "agent")
+    assert version == "2" and tuple(row) == ('["首问语按标准话术"]', 0.8, "首问语缺工号")
+    assert (meta["agent_id"], meta["source"]) == ("1024", "heard")
+    assert [(g.key, g.calls) for g in new.groups] == [("1024", 1)]
+    assert new.groups[0].coaching[0].moments[0].start == 0.8

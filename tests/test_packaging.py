@@ -177,6 +177,9 @@ def _comparable(doc: dict) -> tuple[dict, str, object]:
     doc["acoustics"].pop("compute_s")
     sheet_path = doc["rubric"]["sheet"].pop("path")
     rules_dir = doc["settings"].pop("rules_dir")
+    # the personal-data rules file lies beside the sheet, wherever the package is
+    personal = Path(doc["settings"]["personal_data"].pop("rules"))
+    assert personal.parent == Path(sheet_path).parent and personal.name == "personal_data.yaml"
     return doc, sheet_path, rules_dir
 
 

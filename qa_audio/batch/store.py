@@ -114,6 +114,9 @@ CREATE TABLE IF NOT EXISTS rubric_items (
     confidence REAL,
     status TEXT,
     data TEXT NOT NULL,
+    advice TEXT NOT NULL DEFAULT '[]',
+    moment REAL,
+    moment_note TEXT,
     PRIMARY KEY (call_id, item_id)
 );
 CREATE TABLE IF NOT EXISTS failures (
@@ -162,6 +165,14 @@ FROM calls c LEFT JOIN (
     WHERE rule = 'greeting' AND json_extract(data, '$.agent_id_complete') = 1
       AND COALESCE(json_extract(data, '$.agent_id_digits'), '') <> ''
     GROUP BY call_id) f ON f.call_id = c.call_id
+"""
+# Store version 2 keeps each item's advice lines and first evidence moment in columns, so the reports
+# never parse 100,000 calls' JSON (bench/report.py); a version-1 store gets them on upgrade.
+ITEM_COLUMNS = {"advice": "TEXT NOT NULL DEFAULT '[]'", "moment": "REAL", "moment_note": "TEXT"}
+BACKFILL_ITEMS = """
+UPDATE rubric_items SET advice = COALESCE(json_extract(data, '$.advice'), '[]'),
+                        moment = json_extract(data, '$.evidence[0].start'),
+                        moment_note = json_extract(data, '$.evidence[0].note')
 """
 SOURCE_RANK = {"none": 0, "heard": 1, "file_name": 2, "csv": 3}
 """which metadata wins: the phone system's CSV over the file name over the 工号 heard"""
@@ -264,6 +275,11 @@ class Store:
                 version = int(self.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()[0])
                 if version < 2:  # a store of an earlier qa-audio: its calls get the 工号 they heard
                     self.conn.execute(BACKFILL_HEARD, (now(),))
+                    have = {row[1] for row in self.conn.execute("PRAGMA table_info(rubric_items)")}
+                    for column, kind in ITEM_COLUMNS.items():
+                        if column not in have:
+                            self.conn.execute(f"ALTER TABLE rubric_items ADD COLUMN {column} {kind}")
+                    self.conn.execute(BACKFILL_ITEMS)
                     self.conn.execute("UPDATE meta SET value=? WHERE key='store_version'", (str(STORE_VERSION),))
         except StoreError:
             self.conn.close()
@@ -363,10 +379,12 @@ class Store:
                       json.dumps(f, ensure_ascii=False)) for i, f in enumerate(result.get("findings") or [])])
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO rubric_items (call_id, item_id, name, points, score, confidence, status, "
-                    "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "data, advice, moment, moment_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(key.call_id, str(item.get("id")), item.get("name"), _number(item.get("points")),
                       _number(item.get("score")), _number(item.get("confidence")), _text(item.get("status")),
-                      json.dumps(item, ensure_ascii=False)) for item in rubric.get("items") or []
+                      json.dumps(item, ensure_ascii=False),
+                      json.dumps(list(item.get("advice") or []), ensure_ascii=False),
+                      *_first_moment(item)) for item in rubric.get("items") or []
                      if item.get("id") is not None])
                 self.conn.execute("DELETE FROM failures WHERE failure_key=?", (key.call_id,))
                 self._put_metadata(key.call_id, _metadata_of(result))
@@ -516,6 +534,13 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _first_moment(item: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(start, note) of an item's first evidence: where its coaching line links to."""
+    evidence = item.get("evidence") or []
+    first = evidence[0] if evidence and isinstance(evidence[0], dict) else {}
+    return _number(first.get("start")), _text(first.get("note"))
 
 
 def _metadata_of(result: dict[str, Any]) -> CallMetadata:

@@ -205,28 +205,35 @@ def report(
     finally:
         store.close()
     try:
-        _write_atomically(output, figures, suffix)
+        _write_report(output, figures, suffix)
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
     typer.echo(f"report by {by.value}: {len(figures.groups)} {by.value}(s), {figures.calls} call(s) -> {output} "
                f"({time.perf_counter() - started:.1f} s)", err=True)
 
 
-def _write_atomically(output: Path, figures, suffix: str) -> None:
-    """The whole report or none of it (a temporary file beside it, renamed into place)."""
-    import os
-    import tempfile
-
+def _write_report(output: Path, figures, suffix: str) -> None:
     from qa_audio.coaching.html import render_report_html
     from qa_audio.coaching.table import write_report_csv
 
+    if suffix == ".csv":
+        _write_whole(output, lambda handle: write_report_csv(figures, handle))
+    else:
+        _write_whole(output, lambda handle: handle.write(render_report_html(figures)))
+
+
+def _write_whole(output: Path, write) -> None:
+    """Write ``output`` whole or not at all: a temporary file beside it, renamed into place, so a
+    kill or a full disk never leaves half an export where the QA queue would read it."""
+    import tempfile
+
     handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as a plain open() would have made it
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            if suffix == ".csv":
-                write_report_csv(figures, out)
-            else:
-                out.write(render_report_html(figures))
+            write(out)
         os.replace(temporary, output)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -270,8 +277,7 @@ def export(
         if str(output) == "-":
             write_rows(rows, sys.stdout, fmt)
         else:
-            with output.open("w", encoding="utf-8", newline="") as handle:
-                write_rows(rows, handle, fmt)
+            _write_whole(output, lambda handle: write_rows(rows, handle, fmt))
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}", EXIT_BAD_SETUP)
     reasons: dict[str, int] = {}

@@ -9,7 +9,10 @@ coaching examples) is SQL over indexed tables, so 100,000 calls take seconds (``
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,16 +113,24 @@ def build_report(store: Store, sheet: RubricSheet, categories: Categories, by: s
     if by not in GROUPINGS:
         raise ValueError(f"--by {by!r}: agent or team")
     since, until = parse_day(since, "since"), parse_day(until, "until")
-    conn = store.conn
-    # The working tables are TEMP (in memory, this connection only): a read-only store (mode=ro)
-    # stays unwritable, only the guard against writing the temp schema is lifted meanwhile.
+    with _working(store.conn) as conn:
+        return _build(conn, sheet, categories, by, since, until)
+
+
+@contextmanager
+def _working(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The connection ready for TEMP work tables (in memory, this connection only): a read-only store
+    (mode=ro) stays unwritable; only the guard against writing the temp schema is lifted meanwhile."""
     query_only = conn.execute("PRAGMA query_only").fetchone()[0]
     conn.execute("PRAGMA query_only=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
+    # the report reads most of the store: map it and cache more pages than the default 2 MB
+    conn.execute("PRAGMA mmap_size=2147483648")
+    conn.execute("PRAGMA cache_size=-262144")
     try:
-        return _build(conn, sheet, categories, by, since, until)
+        yield conn
     finally:
-        for table in ("scope", "finals", "totals"):
+        for table in ("scope", "finals", "totals", "line_counts"):
             conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
         conn.execute(f"PRAGMA query_only={int(query_only)}")
 
@@ -133,22 +144,24 @@ def _build(conn: sqlite3.Connection, sheet: RubricSheet, categories: Categories,
     centre_rows = list(conn.execute(SUMMARY_SQL.format(key="'全部'")))
     centre = _group(centre_rows[0]) if centre_rows and centre_rows[0]["calls"] else _empty("全部")
 
-    means = _means(conn, "grp")
-    beside_key = "team" if by == "agent" else "'全部'"
-    beside = _means(conn, beside_key)
-    centre_means = _means(conn, "'全部'")
+    (means, team_means, centre_means), losses, advised = _item_pass(conn)
+    beside = team_means if by == "agent" else centre_means
+    for key, group in [*groups.items(), ("全部", centre)]:
+        group.item_scores = sum(n for _, n, _ in means.get(key, centre_means.get(key, {})).values())
     for group in groups.values():
         other = group.team if by == "agent" else "全部"
         group.items = _items(sheet, names, points, means.get(group.key, {}), beside.get(other or "", {}))
     centre.items = _items(sheet, names, points, centre_means.get("全部", {}), {})
 
-    _problems(conn, groups, centre, categories, names)
-    _coaching(conn, groups, centre, categories.coaching_calls_per_line)
+    _problems(losses, groups, centre, categories, names)
+    for key, lines in _coaching(conn, advised, categories.coaching_calls_per_line).items():
+        (centre if key is None else groups[key]).coaching = lines
     _trend(conn, groups, centre)
     if by == "team":
-        for key, group in list(groups.items()) + [("全部", centre)]:
-            group.rule_rates = _rule_rates(conn, key if group is not centre else None, group.calls)
-            group.listen_first = _listen_first(conn, key if group is not centre else None, categories.listen_first)
+        for key, rates in _rule_rates(conn, {k: g.calls for k, g in groups.items()} | {None: centre.calls}).items():
+            (groups[key] if key is not None else centre).rule_rates = rates
+        for key, group in list(groups.items()) + [(None, centre)]:
+            group.listen_first = _listen_first(conn, key, categories.listen_first)
     undated = conn.execute("SELECT COUNT(*) FROM scope WHERE NOT dated").fetchone()[0]
     ordered = sorted(groups.values(), key=lambda g: (g.key == UNKNOWN, g.key))
     return Report(by=by, since=since, until=until, sheet_title=sheet.title, groups=ordered, centre=centre,
@@ -173,7 +186,8 @@ def _scope(conn: sqlite3.Connection, by: str, since: str | None, until: str | No
                COALESCE(NULLIF(m.team, ''), '{UNKNOWN}') AS team,
                substr(COALESCE(m.started_at, c.analysed_at), 1, 10) AS day, m.started_at IS NOT NULL AS dated,
                c.flags LIKE '%"fatal"%' AS fatal, c.flags LIKE '%"needs_review"%' AS needs_review,
-               c.status = 'reviewed' AS reviewed, c.max_total, COALESCE(m.agent_id_mismatch, 0) AS mismatch
+               c.status = 'reviewed' AS reviewed, c.total AS prescore_total, c.max_total,
+               COALESCE(m.agent_id_mismatch, 0) AS mismatch
         FROM calls c LEFT JOIN {metadata} m ON m.call_id = c.call_id
         WHERE c.superseded_by IS NULL AND c.total IS NOT NULL""")
     if since:
@@ -181,18 +195,30 @@ def _scope(conn: sqlite3.Connection, by: str, since: str | None, until: str | No
     if until:
         conn.execute("DELETE FROM scope WHERE day > ?", (until,))
     conn.execute("CREATE INDEX temp.scope_call ON scope(call_id)")
-    conn.execute("""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(rubric_items)")}
+    if "advice" in columns:
+        extra = "ri.advice, ri.moment, ri.moment_note"
+    else:  # a version-1 store opened read-only: the same from the JSON, slower
+        extra = ("COALESCE(json_extract(ri.data, '$.advice'), '[]') AS advice, "
+                 "json_extract(ri.data, '$.evidence[0].start') AS moment, "
+                 "json_extract(ri.data, '$.evidence[0].note') AS moment_note")
+    conn.execute(f"""
         CREATE TEMP TABLE finals AS
-        SELECT s.call_id, s.grp, s.team, ri.item_id, ri.points, COALESCE(rv.inspector_score, ri.score) AS final,
-               rv.inspector_score IS NOT NULL AS by_inspector
+        SELECT s.call_id, s.grp, s.team, s.fatal, ri.item_id, ri.points,
+               COALESCE(rv.inspector_score, ri.score) AS final, rv.inspector_score IS NOT NULL AS by_inspector,
+               {extra}
         FROM scope s JOIN rubric_items ri ON ri.call_id = s.call_id
         LEFT JOIN reviews rv ON rv.call_id = ri.call_id AND rv.item_id = ri.item_id
         WHERE COALESCE(rv.inspector_score, ri.score) IS NOT NULL""")
-    conn.execute("CREATE INDEX temp.finals_call ON finals(call_id, item_id)")
+    # a call's total: its stored pre-score total, moved by the inspector's scores where reviewed
+    # (reviews are few: no pass over every item score)
     conn.execute("""
         CREATE TEMP TABLE totals AS
-        SELECT call_id, SUM(final) AS total, SUM(by_inspector) AS inspector, COUNT(*) AS scored
-        FROM finals GROUP BY call_id""")
+        SELECT s.call_id, s.prescore_total + COALESCE(r.adjust, 0) AS total, COALESCE(r.n, 0) AS inspector
+        FROM scope s LEFT JOIN (
+            SELECT rv.call_id, SUM(rv.inspector_score - COALESCE(ri.score, 0)) AS adjust, COUNT(*) AS n
+            FROM reviews rv JOIN rubric_items ri ON ri.call_id = rv.call_id AND ri.item_id = rv.item_id
+            GROUP BY rv.call_id) r ON r.call_id = s.call_id""")
     conn.execute("CREATE INDEX temp.totals_call ON totals(call_id)")
 
 
@@ -200,7 +226,7 @@ SUMMARY_SQL = """
 SELECT {key} AS grp, MAX(s.team) AS team, COUNT(*) AS calls, SUM(s.reviewed) AS reviewed,
        AVG(t.total) AS mean_total, AVG(s.max_total) AS max_total, SUM(s.fatal) AS fatal,
        SUM(s.needs_review) AS needs_review, SUM(s.mismatch) AS mismatch,
-       COALESCE(SUM(t.scored), 0) AS item_scores, COALESCE(SUM(t.inspector), 0) AS inspector_scores
+       0 AS item_scores, COALESCE(SUM(t.inspector), 0) AS inspector_scores
 FROM scope s LEFT JOIN totals t ON t.call_id = s.call_id GROUP BY 1"""
 
 
@@ -217,13 +243,31 @@ def _empty(key: str) -> GroupFigures:
                         needs_review=0, agent_id_mismatch=0, item_scores=0, inspector_scores=0)
 
 
-def _means(conn: sqlite3.Connection, key: str) -> dict[str, dict[str, tuple[float, int, int]]]:
-    out: dict[str, dict[str, tuple[float, int, int]]] = {}
-    sql = (f"SELECT {key} AS k, item_id, AVG(final) AS mean, COUNT(*) AS n, SUM(by_inspector) AS insp "
-           "FROM finals GROUP BY 1, 2")
-    for row in conn.execute(sql):
-        out.setdefault(row["k"], {})[row["item_id"]] = (row["mean"], row["n"], row["insp"])
-    return out
+def _item_pass(conn: sqlite3.Connection) -> tuple[tuple[dict, dict, dict], list[tuple], list[tuple]]:
+    """One pass over the item scores: the item means by group, by team and over the centre; the
+    losses, (group, item, call fatal, lost share, calls), for the problems; and (group, item, score,
+    advice lines, calls) of the losses that carry advice, for the coaching lines."""
+    sums: dict[tuple[str, str, str], list[float]] = {}
+    losses, advised = [], []
+    for grp, team, item_id, total, n, insp in conn.execute(
+            "SELECT grp, team, item_id, SUM(final), COUNT(*), SUM(by_inspector) FROM finals GROUP BY 1, 2, 3"):
+        sums[(grp, team, item_id)] = [total, n, insp]
+    # the losses apart: a quarter of the rows, grouped with their advice (text) only there
+    for grp, item_id, fatal, final, points, advice, n in conn.execute(
+            "SELECT grp, item_id, fatal, final, points, advice, COUNT(*) FROM finals WHERE final < points "
+            "GROUP BY 1, 2, 3, 4, 6"):
+        losses.append((grp, item_id, bool(fatal), (points - final) / points if points else 0.0, n))
+        if advice and advice != "[]":
+            advised.append((grp, item_id, final, points, json.loads(advice), n))
+    out: tuple[dict, dict, dict] = ({}, {}, {})
+    for (grp, team, item_id), (total, n, insp) in sums.items():
+        for table, key in zip(out, (grp, team, "全部"), strict=True):
+            acc = table.setdefault(key, {}).setdefault(item_id, [0.0, 0, 0])
+            acc[0] += total
+            acc[1] += n
+            acc[2] += insp
+    means = tuple({k: {i: (a[0] / a[1], a[1], a[2]) for i, a in v.items()} for k, v in t.items()} for t in out)
+    return means, losses, advised  # type: ignore[return-value]
 
 
 def _items(sheet: RubricSheet, names: dict[str, str], points: dict[str, float],
@@ -237,20 +281,15 @@ def _items(sheet: RubricSheet, names: dict[str, str], points: dict[str, float],
     return out
 
 
-def _problems(conn: sqlite3.Connection, groups: dict[str, GroupFigures], centre: GroupFigures,
+def _problems(losses: list[tuple], groups: dict[str, GroupFigures], centre: GroupFigures,
               categories: Categories, names: dict[str, str]) -> None:
     """Items that lost points, graded per call by categories.yaml, ranked worst and most often first."""
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    for row in conn.execute("""
-            SELECT f.grp, f.item_id, s.fatal, CASE WHEN f.points > 0 THEN (f.points - f.final) / f.points
-                                                    ELSE 0 END AS lost,
-                   COUNT(*) AS n
-            FROM finals f JOIN scope s ON s.call_id = f.call_id WHERE f.final < f.points
-            GROUP BY 1, 2, 3, 4"""):
-        level = categories.grade(row["item_id"], float(row["lost"]), bool(row["fatal"]))
-        for key in (row["grp"], None):
-            levels = counts.setdefault((key or "", row["item_id"]), {})
-            levels[level] = levels.get(level, 0) + row["n"]
+    for grp, item_id, fatal, lost, n in losses:
+        level = categories.grade(item_id, lost, fatal)
+        for key in (grp, None):
+            levels = counts.setdefault((key or "", item_id), {})
+            levels[level] = levels.get(level, 0) + n
     for (key, item_id), levels in counts.items():
         group = groups.get(key) if key else centre
         if group is None or not group.calls:
@@ -267,69 +306,108 @@ def _problems(conn: sqlite3.Connection, groups: dict[str, GroupFigures], centre:
         group.problems.sort(key=lambda p: (categories.rank_of(p.severity), -p.calls, p.item_id))
 
 
-def _coaching(conn: sqlite3.Connection, groups: dict[str, GroupFigures], centre: GroupFigures, per_line: int) -> None:
-    """The sheet's advice lines of the items that lost points, each with the calls behind it, worst first."""
-    sql = """
-        WITH lines AS (
-            SELECT f.grp, a.value AS advice, f.call_id, s.path, f.final - f.points AS lost,
-                   json_extract(ri.data, '$.evidence[0].start') AS start,
-                   json_extract(ri.data, '$.evidence[0].note') AS note
-            FROM finals f JOIN rubric_items ri ON ri.call_id = f.call_id AND ri.item_id = f.item_id
-            JOIN scope s ON s.call_id = f.call_id, json_each(ri.data, '$.advice') a
-            WHERE f.final < f.points),
-        ranked AS (
-            SELECT {key} AS k, advice, call_id, path, start, note,
-                   ROW_NUMBER() OVER (PARTITION BY {key}, advice ORDER BY lost, call_id) AS rank,
-                   COUNT(*) OVER (PARTITION BY {key}, advice) AS calls
-            FROM lines)
-        SELECT * FROM ranked WHERE rank <= ? ORDER BY k, calls DESC, advice, rank"""
-    for key, target in (("grp", None), ("'全部'", centre)):
-        lines: dict[tuple[str, str], CoachingLine] = {}
-        for row in conn.execute(sql.format(key=key), (per_line,)):
-            group = target or groups.get(row["k"])
-            if group is None:
-                continue
-            line = lines.get((row["k"], row["advice"]))
-            if line is None:
-                line = lines[(row["k"], row["advice"])] = CoachingLine(row["advice"], row["calls"], [])
-                group.coaching.append(line)
-            line.moments.append(Moment(row["call_id"], row["path"], row["start"], row["note"] or ""))
+def _coaching(conn: sqlite3.Connection, advised: list[tuple], per_line: int) -> dict[str | None, list[CoachingLine]]:
+    """The sheet's advice lines of the items that lost points, each with the calls behind it (those
+    that lost the most points on it, then by call id); by group, key None for the centre."""
+    counts: dict[tuple[str | None, str], int] = {}
+    worst: dict[tuple[str | None, str], tuple[float, set[tuple[str, str, float]]]] = {}
+    for grp, item_id, final, points, lines, n in advised:
+        for line in lines:
+            for key in ((grp, line), (None, line)):
+                counts[key] = counts.get(key, 0) + n
+                lost = final - points
+                best = worst.get(key)
+                if best is None or lost < best[0]:
+                    worst[key] = (lost, {(grp, item_id, final)})
+                elif lost == best[0]:
+                    best[1].add((grp, item_id, final))
+    # fetch only the calls behind the worst (group, item, score) of each line
+    wanted = {target for _, targets in worst.values() for target in targets}
+    conn.execute("DROP TABLE IF EXISTS temp.wanted")
+    conn.execute("CREATE TEMP TABLE wanted (grp TEXT, item_id TEXT, final REAL, PRIMARY KEY (grp, item_id, final))")
+    conn.executemany("INSERT INTO wanted VALUES (?, ?, ?)", sorted(wanted))
+    calls: dict[tuple[str, str, float], list[tuple]] = {}
+    try:
+        for grp, item_id, final, call_id, path, start, note in conn.execute("""
+                SELECT f.grp, f.item_id, f.final, f.call_id, s.path, f.moment, f.moment_note
+                FROM finals f JOIN wanted w ON w.grp = f.grp AND w.item_id = f.item_id AND w.final = f.final
+                JOIN scope s ON s.call_id = f.call_id"""):
+            calls.setdefault((grp, item_id, final), []).append((call_id, path, start, note))
+    finally:
+        conn.execute("DROP TABLE IF EXISTS temp.wanted")
+    out: dict[str | None, list[CoachingLine]] = {}
+    for (key, line), n in counts.items():
+        by_call = {e[0]: e for target in worst[(key, line)][1] for e in calls.get(target, [])}
+        examples = [by_call[c] for c in sorted(by_call)][:per_line]
+        out.setdefault(key, []).append(CoachingLine(line, n, [Moment(c, p, t, note or "")
+                                                              for c, p, t, note in examples]))
+    for lines in out.values():
+        lines.sort(key=lambda line: (-line.calls, line.advice))
+    return out
 
 
 def _trend(conn: sqlite3.Connection, groups: dict[str, GroupFigures], centre: GroupFigures) -> None:
-    sql = """
-        SELECT {key} AS k, date(s.day, '-' || ((CAST(strftime('%w', s.day) AS INTEGER) + 6) % 7) || ' days') AS week,
-               COUNT(*) AS calls, AVG(t.total / NULLIF(s.max_total, 0)) AS share
-        FROM scope s JOIN totals t ON t.call_id = s.call_id GROUP BY 1, 2 ORDER BY 1, 2"""
-    for key, target in (("s.grp", None), ("'全部'", centre)):
-        for row in conn.execute(sql.format(key=key)):
-            group = target or groups.get(row["k"])
-            if group is not None and row["week"]:
-                group.trend.append(WeekPoint(row["week"], row["calls"], _round(row["share"], 4)))
+    """Calls and mean score share week by week (weeks start on Monday); the centre's from the groups'."""
+    centre_weeks: dict[str, list[float]] = {}
+    for grp, week, calls, shares, scored in conn.execute("""
+            SELECT s.grp, date(s.day, '-' || ((CAST(strftime('%w', s.day) AS INTEGER) + 6) % 7) || ' days'),
+                   COUNT(*), SUM(t.total / NULLIF(s.max_total, 0)), COUNT(t.total / NULLIF(s.max_total, 0))
+            FROM scope s JOIN totals t ON t.call_id = s.call_id GROUP BY 1, 2 ORDER BY 2"""):
+        if not week:
+            continue
+        acc = centre_weeks.setdefault(week, [0, 0.0, 0])
+        acc[0] += calls
+        acc[1] += shares or 0.0
+        acc[2] += scored
+        group = groups.get(grp)
+        if group is not None:
+            group.trend.append(WeekPoint(week, calls, _round(shares / scored, 4) if scored else None))
+    centre.trend = [WeekPoint(week, int(calls), _round(shares / scored, 4) if scored else None)
+                    for week, (calls, shares, scored) in sorted(centre_weeks.items())]
 
 
-def _rule_rates(conn: sqlite3.Connection, key: str | None, calls: int) -> dict[str, Any]:
-    """What the centre's rules heard: each forbidden phrase, dead air, answer delay, pace outliers."""
-    where, args = ("s.grp = ?", (key,)) if key is not None else ("1", ())
-    phrases = [(row[0], row[1]) for row in conn.execute(f"""
-        SELECT json_extract(f.data, '$.phrase'), COUNT(DISTINCT f.call_id) FROM findings f
-        JOIN scope s ON s.call_id = f.call_id
-        WHERE {where} AND f.rule = 'forbidden_phrase' AND f.role = 'agent' GROUP BY 1 ORDER BY 2 DESC, 1""", args)]
-    dead_air = conn.execute(f"""
-        SELECT COUNT(DISTINCT f.call_id) FROM findings f JOIN scope s ON s.call_id = f.call_id
-        WHERE {where} AND f.rule = 'silence' AND json_extract(f.data, '$.hold_notice') = 0""", args).fetchone()[0]
-    delay = conn.execute(f"""
-        SELECT AVG(json_extract(f.data, '$.seconds')), SUM(json_extract(f.data, '$.within_limit') = 0)
-        FROM findings f JOIN scope s ON s.call_id = f.call_id WHERE {where} AND f.rule = 'answer_delay'""",
-                         args).fetchone()
-    pace = conn.execute(f"""
-        SELECT COUNT(DISTINCT f.call_id) FROM findings f JOIN scope s ON s.call_id = f.call_id
-        WHERE {where} AND f.rule = 'speech_rate' AND f.role = 'agent'""", args).fetchone()[0]
-    share = (lambda n: round(n / calls, 3) if calls else None)  # noqa: E731
-    return {"forbidden_phrases": [{"phrase": p, "calls": n, "share": share(n)} for p, n in phrases],
-            "dead_air_calls": dead_air, "dead_air_share": share(dead_air),
-            "answer_delay_mean_s": _round(delay[0]), "answer_delay_over_limit": delay[1] or 0,
-            "speech_rate_outlier_calls": pace, "speech_rate_outlier_share": share(pace)}
+def _rule_rates(conn: sqlite3.Connection, calls: dict[str | None, int]) -> dict[str | None, dict[str, Any]]:
+    """What the centre's rules heard, per team and (key None) over the centre: each forbidden phrase,
+    dead air, answer delay, pace outliers. Teams split the calls, so the centre's counts are their sums."""
+    def share(key: str | None, n: int) -> float | None:
+        return round(n / calls[key], 3) if calls.get(key) else None
+
+    out: dict[str | None, dict[str, Any]] = {
+        key: {"forbidden_phrases": {}, "dead_air_calls": 0, "delay_sum": 0.0, "delay_n": 0,
+              "answer_delay_over_limit": 0, "speech_rate_outlier_calls": 0} for key in calls}
+    for grp, phrase, n in conn.execute("""
+            SELECT s.grp, json_extract(f.data, '$.phrase'), COUNT(DISTINCT f.call_id) FROM findings f
+            JOIN scope s ON s.call_id = f.call_id WHERE f.rule = 'forbidden_phrase' AND f.role = 'agent'
+            GROUP BY 1, 2"""):
+        for key in (grp, None):
+            if key in out:
+                out[key]["forbidden_phrases"][phrase] = out[key]["forbidden_phrases"].get(phrase, 0) + n
+    for grp, dead_air, delay_sum, delay_n, over, pace in conn.execute("""
+            SELECT s.grp,
+                   COUNT(DISTINCT CASE WHEN f.rule = 'silence' AND json_extract(f.data, '$.hold_notice') = 0
+                                  THEN f.call_id END),
+                   SUM(CASE WHEN f.rule = 'answer_delay' THEN json_extract(f.data, '$.seconds') END),
+                   COUNT(CASE WHEN f.rule = 'answer_delay' THEN json_extract(f.data, '$.seconds') END),
+                   SUM(f.rule = 'answer_delay' AND json_extract(f.data, '$.within_limit') = 0),
+                   COUNT(DISTINCT CASE WHEN f.rule = 'speech_rate' AND f.role = 'agent' THEN f.call_id END)
+            FROM findings f JOIN scope s ON s.call_id = f.call_id
+            WHERE f.rule IN ('silence', 'answer_delay', 'speech_rate') GROUP BY 1"""):
+        for key in (grp, None):
+            if key in out:
+                rates = out[key]
+                rates["dead_air_calls"] += dead_air
+                rates["delay_sum"] += delay_sum or 0.0
+                rates["delay_n"] += delay_n
+                rates["answer_delay_over_limit"] += over or 0
+                rates["speech_rate_outlier_calls"] += pace
+    for key, rates in out.items():
+        phrases = sorted(rates.pop("forbidden_phrases").items(), key=lambda kv: (-kv[1], kv[0]))
+        rates["forbidden_phrases"] = [{"phrase": p, "calls": n, "share": share(key, n)} for p, n in phrases]
+        delay_sum, delay_n = rates.pop("delay_sum"), rates.pop("delay_n")
+        rates["answer_delay_mean_s"] = _round(delay_sum / delay_n) if delay_n else None
+        rates["dead_air_share"] = share(key, rates["dead_air_calls"])
+        rates["speech_rate_outlier_share"] = share(key, rates["speech_rate_outlier_calls"])
+    return out
 
 
 def _listen_first(conn: sqlite3.Connection, key: str | None, limit: int) -> list[dict[str, Any]]:

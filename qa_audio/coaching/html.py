@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from qa_audio.coaching.charts import items_svg, trend_svg
+from qa_audio.coaching.charts import ItemsChart, TrendChart
 from qa_audio.coaching.figures import GroupFigures, Moment, Report
 from qa_audio.labels import format_time
 
@@ -34,9 +34,18 @@ def render_report_html(report: Report) -> str:
         + (f" · 其中 {report.undated} 通无通话开始时间，按分析日期计" if report.undated else "") + "</p>",
         _overview(report, what),
     ]
-    for group in report.groups:
-        parts.append(_section(group, report, what, beside))
-    parts.append(_section(report.centre, report, "全中心", beside, centre=True))
+    weeks = sorted({p.week for g in [*report.groups, report.centre] for p in g.trend})
+    # agents: compact charts with the weekly figures in a table (200 of them must draw in seconds);
+    # teams and the centre: charts with their axes
+    compact, full = TrendChart(weeks, compact=True), TrendChart(weeks)
+    bars = ItemsChart([i.item_id for i in report.centre.items if i.points])
+    try:
+        for group in report.groups:
+            parts.append(_section(group, report, what, beside, compact if report.by == "agent" else full, bars))
+        parts.append(_section(report.centre, report, "全中心", beside, full, bars, centre=True))
+    finally:
+        for chart in (compact, full, bars):
+            chart.close()
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -79,7 +88,8 @@ def _overview(report: Report, what: str) -> str:
             "<th>致命</th><th>待复核</th><th>工号不符</th><th>最主要的问题</th></tr>" + "".join(rows) + "</table>")
 
 
-def _section(g: GroupFigures, report: Report, what: str, beside: str, centre: bool = False) -> str:
+def _section(g: GroupFigures, report: Report, what: str, beside: str, chart: TrendChart, bars: ItemsChart,
+             centre: bool = False) -> str:
     team = f"（班组 {g.team}）" if report.by == "agent" and g.team else ""
     title = "全中心" if centre else f"{what} {g.key}{team}"
     label = "全中心" if centre else f"{what} {g.key}"
@@ -89,11 +99,14 @@ def _section(g: GroupFigures, report: Report, what: str, beside: str, centre: bo
            f"{_number(g.max_total, 0)} · 致命 {g.fatal} 通 · 待复核 {g.needs_review} 通 · "
            f"工号与坐席不符 {g.agent_id_mismatch} 通 · {_basis(g)}</p>",
            _item_table(g, "" if centre else beside)]
-    if g.items and any(i.mean is not None for i in g.items):
-        out.append(f'<div class="chart items">{items_svg(g.items, label, beside)}</div>')
+    # the items chart only where it compares few groups (teams, the centre); an agent's table above
+    # marks the items below the team's, and 200 agents' charts would double the report's time
+    if (centre or report.by == "team") and any(i.mean is not None for i in g.items):
+        out.append(f'<div class="chart items">{bars.svg(g.items, label, beside)}</div>')
     if g.trend:
-        chart = trend_svg(g.trend, beside_points, label, "全中心")
-        out.append(f'<h3>每周趋势</h3><div class="chart trend">{chart}</div>')
+        drawn = chart.svg(g.trend, beside_points, label, "全中心")
+        out.append(f'<h3>每周趋势（平均得分率 %，按周一；蓝：{_e(label)}，灰：全中心）</h3>'
+                   f'<div class="chart trend">{drawn}</div>{_week_table(g, beside_points)}')
     out.append(_problems(g))
     out.append(_coaching(g))
     if g.rule_rates:
@@ -115,6 +128,15 @@ def _item_table(g: GroupFigures, beside: str) -> str:
                     + f"<td>{i.scored}</td><td>{i.by_inspector}</td></tr>")
     return ("<table class=\"items\"><tr><th>项目</th><th>名称</th><th>分值</th><th>平均得分</th>" + head
             + "<th>评分通数</th><th>其中质检员评分</th></tr>" + "".join(rows) + "</table>")
+
+
+def _week_table(g: GroupFigures, beside: list) -> str:
+    centre = {p.week: p for p in beside}
+    head = "".join(f"<th>{_e(p.week[5:])}</th>" for p in g.trend)
+    mine = "".join(f"<td>{_share(p.mean_share)}（{p.calls}）</td>" for p in g.trend)
+    other = "".join(f"<td>{_share(centre[p.week].mean_share) if p.week in centre else '—'}</td>" for p in g.trend)
+    return (f'<table class="weeks"><tr><th>周</th>{head}</tr><tr><th>得分率（通话）</th>{mine}</tr>'
+            + (f"<tr><th>全中心</th>{other}</tr>" if beside else "") + "</table>")
 
 
 def _problems(g: GroupFigures) -> str:

@@ -184,7 +184,7 @@ def report(
 
     from qa_audio.coaching.categories import load_categories
     from qa_audio.coaching.figures import build_report
-    from qa_audio.rubric import load_rubric
+    from qa_audio.rubric.sheet import load_rubric
     from qa_audio.rule_files import RuleFileError
 
     suffix = output.suffix.lower()

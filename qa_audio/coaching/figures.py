@@ -160,8 +160,8 @@ def _build(conn: sqlite3.Connection, sheet: RubricSheet, categories: Categories,
     if by == "team":
         for key, rates in _rule_rates(conn, {k: g.calls for k, g in groups.items()} | {None: centre.calls}).items():
             (groups[key] if key is not None else centre).rule_rates = rates
-        for key, group in list(groups.items()) + [(None, centre)]:
-            group.listen_first = _listen_first(conn, key, categories.listen_first)
+        for key, calls in _listen_first(conn, categories.listen_first).items():
+            (groups[key] if key is not None else centre).listen_first = calls
     undated = conn.execute("SELECT COUNT(*) FROM scope WHERE NOT dated").fetchone()[0]
     ordered = sorted(groups.values(), key=lambda g: (g.key == UNKNOWN, g.key))
     return Report(by=by, since=since, until=until, sheet_title=sheet.title, groups=ordered, centre=centre,
@@ -253,12 +253,14 @@ def _item_pass(conn: sqlite3.Connection) -> tuple[tuple[dict, dict, dict], list[
             "SELECT grp, team, item_id, SUM(final), COUNT(*), SUM(by_inspector) FROM finals GROUP BY 1, 2, 3"):
         sums[(grp, team, item_id)] = [total, n, insp]
     # the losses apart: a quarter of the rows, grouped with their advice (text) only there
-    for grp, item_id, fatal, final, points, advice, n in conn.execute(
-            "SELECT grp, item_id, fatal, final, points, advice, COUNT(*) FROM finals WHERE final < points "
-            "GROUP BY 1, 2, 3, 4, 6"):
+    # (SQLite gives the bare columns moment, moment_note of the row whose call_id is the MIN: each
+    # group of losses brings one example call with the moment behind it, at no extra pass)
+    for grp, item_id, fatal, final, points, advice, n, call_id, moment, note in conn.execute(
+            "SELECT grp, item_id, fatal, final, points, advice, COUNT(*), MIN(call_id), moment, moment_note "
+            "FROM finals WHERE final < points GROUP BY 1, 2, 3, 4, 6"):
         losses.append((grp, item_id, bool(fatal), (points - final) / points if points else 0.0, n))
         if advice and advice != "[]":
-            advised.append((grp, item_id, final, points, json.loads(advice), n))
+            advised.append((grp, item_id, final, points, json.loads(advice), n, (call_id, moment, note)))
     out: tuple[dict, dict, dict] = ({}, {}, {})
     for (grp, team, item_id), (total, n, insp) in sums.items():
         for table, key in zip(out, (grp, team, "全部"), strict=True):
@@ -307,43 +309,36 @@ def _problems(losses: list[tuple], groups: dict[str, GroupFigures], centre: Grou
 
 
 def _coaching(conn: sqlite3.Connection, advised: list[tuple], per_line: int) -> dict[str | None, list[CoachingLine]]:
-    """The sheet's advice lines of the items that lost points, each with the calls behind it (those
-    that lost the most points on it, then by call id); by group, key None for the centre."""
+    """The sheet's advice lines of the items that lost points, each with calls behind it: from the
+    groups of losses that lost the most points on it (one example call each, by call id); by
+    group, key None for the centre."""
     counts: dict[tuple[str | None, str], int] = {}
-    worst: dict[tuple[str | None, str], tuple[float, set[tuple[str, str, float]]]] = {}
-    for grp, item_id, final, points, lines, n in advised:
+    examples: dict[tuple[str | None, str], list[tuple]] = {}
+    for grp, _, final, points, lines, n, example in advised:
         for line in lines:
             for key in ((grp, line), (None, line)):
                 counts[key] = counts.get(key, 0) + n
-                lost = final - points
-                best = worst.get(key)
-                if best is None or lost < best[0]:
-                    worst[key] = (lost, {(grp, item_id, final)})
-                elif lost == best[0]:
-                    best[1].add((grp, item_id, final))
-    # fetch only the calls behind the worst (group, item, score) of each line
-    wanted = {target for _, targets in worst.values() for target in targets}
-    conn.execute("DROP TABLE IF EXISTS temp.wanted")
-    conn.execute("CREATE TEMP TABLE wanted (grp TEXT, item_id TEXT, final REAL, PRIMARY KEY (grp, item_id, final))")
-    conn.executemany("INSERT INTO wanted VALUES (?, ?, ?)", sorted(wanted))
-    calls: dict[tuple[str, str, float], list[tuple]] = {}
-    try:
-        for grp, item_id, final, call_id, path, start, note in conn.execute("""
-                SELECT f.grp, f.item_id, f.final, f.call_id, s.path, f.moment, f.moment_note
-                FROM finals f JOIN wanted w ON w.grp = f.grp AND w.item_id = f.item_id AND w.final = f.final
-                JOIN scope s ON s.call_id = f.call_id"""):
-            calls.setdefault((grp, item_id, final), []).append((call_id, path, start, note))
-    finally:
-        conn.execute("DROP TABLE IF EXISTS temp.wanted")
+                examples.setdefault(key, []).append((final - points, example[0], example))
+    chosen = {key: [e for _, _, e in sorted(found)[:per_line]] for key, found in examples.items()}
+    ids = sorted({e[0] for found in chosen.values() for e in found})
+    paths: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        batch = ids[start:start + 500]
+        paths.update(conn.execute(f"SELECT call_id, path FROM scope WHERE call_id IN ({','.join('?' * len(batch))})",
+                                  batch).fetchall())
     out: dict[str | None, list[CoachingLine]] = {}
     for (key, line), n in counts.items():
-        by_call = {e[0]: e for target in worst[(key, line)][1] for e in calls.get(target, [])}
-        examples = [by_call[c] for c in sorted(by_call)][:per_line]
-        out.setdefault(key, []).append(CoachingLine(line, n, [Moment(c, p, t, note or "")
-                                                              for c, p, t, note in examples]))
+        moments = [Moment(call_id, paths.get(call_id, ""), moment, note or "") for call_id, moment, note in
+                   chosen[(key, line)]]
+        out.setdefault(key, []).append(CoachingLine(line, n, _unique(moments)))
     for lines in out.values():
         lines.sort(key=lambda line: (-line.calls, line.advice))
     return out
+
+
+def _unique(moments: list[Moment]) -> list[Moment]:
+    seen: set[str] = set()
+    return [m for m in moments if not (m.call_id in seen or seen.add(m.call_id))]
 
 
 def _trend(conn: sqlite3.Connection, groups: dict[str, GroupFigures], centre: GroupFigures) -> None:
@@ -410,15 +405,27 @@ def _rule_rates(conn: sqlite3.Connection, calls: dict[str | None, int]) -> dict[
     return out
 
 
-def _listen_first(conn: sqlite3.Connection, key: str | None, limit: int) -> list[dict[str, Any]]:
-    """The calls to listen to first: fatal, then flagged for review, then the lowest totals."""
-    where, args = ("s.grp = ?", (key,)) if key is not None else ("1", ())
-    rows = conn.execute(f"""
-        SELECT s.call_id, s.path, s.day, s.fatal, s.needs_review, t.total, s.max_total FROM scope s
-        JOIN totals t ON t.call_id = s.call_id WHERE {where}
-        ORDER BY s.fatal DESC, s.needs_review DESC, t.total / NULLIF(s.max_total, 0), s.call_id LIMIT ?""",
-                        (*args, limit))
-    return [dict(row) for row in rows]
+def _listen_first(conn: sqlite3.Connection, limit: int) -> dict[str | None, list[dict[str, Any]]]:
+    """The calls to listen to first, per team and (key None) over the centre: fatal, then flagged for
+    review, then the lowest totals; one sort for all teams, the centre's first are among theirs."""
+    out: dict[str | None, list[dict[str, Any]]] = {}
+    rows = conn.execute("""
+        SELECT * FROM (
+            SELECT s.grp AS k, s.call_id, s.path, s.day, s.fatal, s.needs_review, t.total, s.max_total,
+                   t.total / NULLIF(s.max_total, 0) AS share,
+                   ROW_NUMBER() OVER (PARTITION BY s.grp ORDER BY s.fatal DESC, s.needs_review DESC,
+                                      t.total / NULLIF(s.max_total, 0), s.call_id) AS rank
+            FROM scope s JOIN totals t ON t.call_id = s.call_id)
+        WHERE rank <= ? ORDER BY k, rank""", (limit,))
+    everyone = []
+    for row in rows:
+        item = {k: row[k] for k in ("call_id", "path", "day", "fatal", "needs_review", "total", "max_total")}
+        out.setdefault(row["k"], []).append(item)
+        everyone.append(((-row["fatal"], -row["needs_review"], row["share"] is not None, row["share"] or 0.0,
+                          row["call_id"]), item))
+    # the same order as the SQL's (SQLite sorts NULL first)
+    out[None] = [item for _, item in sorted(everyone, key=lambda e: e[0])[:limit]]
+    return out
 
 
 def _round(value: Any, digits: int = 2) -> float | None:

@@ -346,3 +346,22 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path):
     assert (meta["agent_id"], meta["source"]) == ("1024", "heard")
     assert [(g.key, g.calls) for g in new.groups] == [("1024", 1)]
     assert new.groups[0].coaching[0].moments[0].start == 0.8
+
+
+def test_batch_metadata_reaches_calls_already_analysed_without_analysing_them(tmp_path):
+    from qa_audio.batch.run import BatchOptions, plan
+    from qa_audio.call_metadata import read_metadata_csv
+    from tests.helpers import SAMPLE_CALLS, good_call
+
+    recording = tmp_path / "20261130_A1024_0001.wav"
+    recording.write_bytes((SAMPLE_CALLS / "call02_partial_script.wav").read_bytes())
+    sidecar = _write(tmp_path, "file,agent_id,team,started_at\n"
+                               "20261130_A1024_0001.wav,A1024,甲组,2026-11-30T09:00:00\n")
+    with Store(tmp_path / "qa.db") as store:
+        key = hash_file(recording)
+        store.add_result(key, good_call())  # analysed last night, before the phone system's export came
+        work = plan(store, [recording], BatchOptions(metadata=read_metadata_csv(sidecar)))
+        row = store.metadata()[key.call_id]
+    assert (work.jobs, work.skipped_done) == ([], 1)
+    assert (row["agent_id"], row["team"], row["started_at"], row["source"]) == \
+        ("A1024", "甲组", "2026-11-30T09:00:00", "csv")

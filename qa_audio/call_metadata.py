@@ -16,6 +16,7 @@ most trusted first:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass, replace
@@ -85,6 +86,7 @@ def mismatch(agent_id: str | None, heard_agent_id: str | None) -> bool:
 # --------------------------------------------------------------------------- file names
 
 
+@functools.lru_cache(maxsize=16)
 def compile_file_pattern(pattern: str) -> re.Pattern[str]:
     """``{date:%Y%m%d}_{agent_id}_{seq}.wav`` as a regular expression with named groups."""
     out, position, seen = ["^"], 0, set()

@@ -7,7 +7,11 @@ nothing here says what a call must contain or when a check fires (that is ``qa_a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qa_audio.schema import PersonalDataSpan
 
 ROLE_NAMES = {"agent": "坐席", "customer": "客户", "none": "无人"}
 
@@ -71,7 +75,7 @@ def describe_finding(f: dict[str, Any]) -> str:
     return RULE_NAMES.get(rule, rule)
 
 
-def describe_personal_data(spans, type_names: dict[str, str]) -> str:
+def describe_personal_data(spans: Iterable[PersonalDataSpan], type_names: dict[str, str]) -> str:
     """``手机号 2 处、身份证号 1 处`` for the reports (the names come from personal_data.yaml)."""
     counts: dict[str, int] = {}
     for span in spans:

@@ -24,6 +24,8 @@ from qa_audio.rubric.sheet import RubricSheet
 UNKNOWN = "（未知）"
 """the group of calls whose agent (or team) is not known"""
 GROUPINGS = ("agent", "team")
+WORK_TABLES = ("scope", "finals", "totals")
+"""the TEMP tables a report builds on its connection (``_scope``), dropped when it is done"""
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,7 @@ def _working(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     finally:
-        for table in ("scope", "finals", "totals", "line_counts"):
-            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        _drop_work_tables(conn)
         conn.execute(f"PRAGMA query_only={int(query_only)}")
 
 
@@ -178,8 +179,7 @@ def _scope(conn: sqlite3.Connection, by: str, since: str | None, until: str | No
                 "(SELECT NULL AS call_id, NULL AS agent_id, NULL AS team, NULL AS started_at, "
                 "0 AS agent_id_mismatch WHERE 0)")
     key = "m.agent_id" if by == "agent" else "m.team"
-    for table in ("scope", "finals", "totals"):
-        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    _drop_work_tables(conn)
     conn.execute(f"""
         CREATE TEMP TABLE scope AS
         SELECT c.call_id, c.path, COALESCE(NULLIF({key}, ''), '{UNKNOWN}') AS grp,
@@ -222,11 +222,16 @@ def _scope(conn: sqlite3.Connection, by: str, since: str | None, until: str | No
     conn.execute("CREATE INDEX temp.totals_call ON totals(call_id)")
 
 
+def _drop_work_tables(conn: sqlite3.Connection) -> None:
+    for table in WORK_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
 SUMMARY_SQL = """
 SELECT {key} AS grp, MAX(s.team) AS team, COUNT(*) AS calls, SUM(s.reviewed) AS reviewed,
        AVG(t.total) AS mean_total, AVG(s.max_total) AS max_total, SUM(s.fatal) AS fatal,
        SUM(s.needs_review) AS needs_review, SUM(s.mismatch) AS mismatch,
-       0 AS item_scores, COALESCE(SUM(t.inspector), 0) AS inspector_scores
+       COALESCE(SUM(t.inspector), 0) AS inspector_scores
 FROM scope s LEFT JOIN totals t ON t.call_id = s.call_id GROUP BY 1"""
 
 
@@ -234,7 +239,7 @@ def _group(row: sqlite3.Row) -> GroupFigures:
     return GroupFigures(key=row["grp"], team=row["team"], calls=row["calls"], reviewed=row["reviewed"] or 0,
                         mean_total=_round(row["mean_total"]), max_total=_round(row["max_total"]),
                         fatal=row["fatal"] or 0, needs_review=row["needs_review"] or 0,
-                        agent_id_mismatch=row["mismatch"] or 0, item_scores=row["item_scores"],
+                        agent_id_mismatch=row["mismatch"] or 0, item_scores=0,
                         inspector_scores=row["inspector_scores"])
 
 

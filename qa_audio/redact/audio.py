@@ -65,10 +65,11 @@ def cover_with_tone(samples: np.ndarray, rate: int, intervals: Iterable[tuple[fl
     return out
 
 
-def redacted_audio_bytes(path: Path | str, spans: list[PersonalDataSpan], tone: ToneSettings,
+def redacted_audio_bytes(path: Path | str, spans: list[PersonalDataSpan], tone: ToneSettings | None,
                          for_browser: bool = False) -> tuple[bytes, str]:
-    """(bytes, libsndfile format) of the recording with the spans toned over, in its own format;
-    ``for_browser`` writes a WAV that no browser plays (G.711, ADPCM) as 16-bit PCM instead."""
+    """(bytes, libsndfile format) of the recording with the spans toned over (``tone`` may be None
+    only without spans), in its own format; ``for_browser`` writes a WAV that no browser plays
+    (G.711, ADPCM) as 16-bit PCM instead."""
     path = Path(path)
     try:
         info = soundfile.info(str(path))
@@ -78,8 +79,8 @@ def redacted_audio_bytes(path: Path | str, spans: list[PersonalDataSpan], tone: 
     subtype = info.subtype
     if for_browser and info.format == "WAV" and subtype not in BROWSER_WAV_SUBTYPES:
         subtype = "PCM_16"
-    intervals = tone_intervals(spans, tone.pad_s, len(samples) / rate)
-    covered = cover_with_tone(samples, rate, intervals, tone) if intervals else samples
+    intervals = tone_intervals(spans, tone.pad_s, len(samples) / rate) if tone is not None else []
+    covered = cover_with_tone(samples, rate, intervals, tone) if tone is not None and intervals else samples
     buffer = io.BytesIO()
     soundfile.write(buffer, covered, rate, format=info.format, subtype=subtype)
     return buffer.getvalue(), info.format

@@ -241,18 +241,19 @@ class Detector:
                 i += 1
                 continue
             groups: list[list[tuple[int, str]]] = [[]]
-            misheard = 0
+            misheard = count = 0
             j = i
             while j < n:
                 ch = text[j]
-                count = sum(len(g) for g in groups)
                 if ch in rules.digits:
                     groups[-1].append((j, rules.digits[ch]))
+                    count += 1
                     j += 1
                 elif (ch in rules.misheard and misheard < rules.max_misheard and groups[-1]
                       and j + 1 < n and text[j + 1] in rules.digits):
                     groups[-1].append((j, rules.misheard[ch]))
                     misheard += 1
+                    count += 1
                     j += 1
                 elif ch in rules.id_letters and count == 17:
                     groups[-1].append((j, "X"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -58,23 +57,21 @@ def render_html(analysis: CallAnalysis, audio_path: Path) -> str:
 def _audio_payload(path: Path, analysis: CallAnalysis) -> tuple[str, str]:
     """(MIME type, base64) of the recording: the file's own bytes, or PCM16 WAV where browsers balk;
     with every masked span of personal data covered by the tone of ``rules/personal_data.yaml``."""
-    suffix = path.suffix.lower()
-    mime = MIME_BY_SUFFIX.get(suffix, "audio/wav")
-    if analysis.personal_data:
-        tone = ToneSettings(**analysis.settings["personal_data"]["audio"])
-        data, fmt = redacted_audio_bytes(path, analysis.personal_data, tone, for_browser=True)
-        return MIME_BY_FORMAT.get(fmt, mime), base64.b64encode(data).decode("ascii")
-    data = path.read_bytes()
-    if suffix == ".wav":
-        import soundfile as sf
+    mime = MIME_BY_SUFFIX.get(path.suffix.lower(), "audio/wav")
+    spans = analysis.personal_data
+    if not spans and not _browser_cannot_play(path):
+        return mime, base64.b64encode(path.read_bytes()).decode("ascii")
+    tone = ToneSettings(**analysis.settings["personal_data"]["audio"]) if spans else None
+    data, fmt = redacted_audio_bytes(path, spans, tone, for_browser=True)
+    return MIME_BY_FORMAT.get(fmt, mime), base64.b64encode(data).decode("ascii")
 
-        info = sf.info(io.BytesIO(data))
-        if info.subtype not in BROWSER_WAV_SUBTYPES:
-            samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
-            buffer = io.BytesIO()
-            sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-            data = buffer.getvalue()
-    return mime, base64.b64encode(data).decode("ascii")
+
+def _browser_cannot_play(path: Path) -> bool:
+    if path.suffix.lower() != ".wav":
+        return False
+    import soundfile as sf
+
+    return sf.info(str(path)).subtype not in BROWSER_WAV_SUBTYPES
 
 
 def _e(text: Any) -> str:

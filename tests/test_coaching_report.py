@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_audio.batch.store import Store, hash_file
+from qa_audio.batch.store import STORE_VERSION, Store, hash_file
 from qa_audio.coaching.categories import load_categories
 from qa_audio.coaching.figures import UNKNOWN, build_report
 from qa_audio.coaching.html import render_report_html
@@ -342,7 +342,7 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path):
         row = store.conn.execute("SELECT advice, moment, moment_note FROM rubric_items").fetchone()
         meta = store.metadata()[call_id]
         new = build_report(store, sheet, load_categories(None, sheet), "agent")
-    assert version == "2" and tuple(row) == ('["首问语按标准话术"]', 0.8, "首问语缺工号")
+    assert version == str(STORE_VERSION) and tuple(row) == ('["首问语按标准话术"]', 0.8, "首问语缺工号")
     assert (meta["agent_id"], meta["source"]) == ("1024", "heard")
     assert [(g.key, g.calls) for g in new.groups] == [("1024", 1)]
     assert new.groups[0].coaching[0].moments[0].start == 0.8

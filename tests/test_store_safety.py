@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qa_audio.batch.export import FORMULA_STARTS, ExportOptions, export_rows, write_rows
-from qa_audio.batch.store import FileKey, ReviewsRefused, Store, StoreError
+from qa_audio.batch.store import STORE_VERSION, FileKey, ReviewsRefused, Store, StoreError
 from qa_audio.cli.main import app
 
 BANDS_7B = [[0, 2], [3, 5], [6, 8], [9, 12], [13, 15]]
@@ -247,7 +247,8 @@ def foreign_db(tmp_path: Path) -> Path:
 def test_a_new_store_carries_the_qa_audio_marker(tmp_path):
     db = make_store(tmp_path)
     conn = sqlite3.connect(db)
-    assert dict(conn.execute("SELECT key, value FROM meta")) == {"application": "qa-audio", "store_version": "2"}
+    assert dict(conn.execute("SELECT key, value FROM meta")) == {"application": "qa-audio",
+                                                                 "store_version": str(STORE_VERSION)}
     conn.close()
 
 

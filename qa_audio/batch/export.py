@@ -13,20 +13,19 @@ import io
 import json
 import logging
 import math
-import random
 import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from qa_audio.batch.queue import REASONS, QueueFilter, queue_page
+from qa_audio.batch.reviews import agreement_figures, item_order
 from qa_audio.batch.store import Store, item_bands
-from qa_audio.rubric.sheet import band_index
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("fatal", "low_confidence", "low_total", "random_sample", "routine")
-"""in review order; ``routine`` only with ``--all``"""
+__all__ = ["COLUMNS", "REASONS", "ExportOptions", "agreement_report", "export_rows", "read_reviews", "write_rows"]
 
 COLUMNS = ("review_priority", "review_reason", "call_id", "path", "analysed_at", "duration", "channels", "total",
            "max_total", "flags", "min_confidence", "status", "agent_id", "team", "started_at", "metadata_source",
@@ -57,76 +56,36 @@ class ExportOptions:
 
 
 def export_rows(store: Store, options: ExportOptions | None = None) -> list[dict[str, Any]]:
-    """The calls to review, in review order, as rows of the documented schema."""
+    """The calls to review, in review order (``qa_audio/batch/queue.py``), as rows of the documented schema."""
     options = options or ExportOptions()
-    since = parse_day(options.since, "since")
-    until = parse_day(options.until, "until")
-    fatal_findings = store.fatal_findings()
-    severe_findings = store.severe_findings()
+    queue = QueueFilter(status=options.status, since=parse_day(options.since, "since"),
+                        until=parse_day(options.until, "until"), flags=options.flags, sample=options.sample,
+                        seed=options.seed, low_confidence=options.low_confidence, low_total=options.low_total,
+                        everything=options.everything)
+    ordered = queue_page(store.conn, queue).rows
+    calls = {call["call_id"]: call for call in store.calls()}
     counts = store.finding_counts()
     items = store.rubric_items()
     metadata = store.metadata()
-    queued: dict[str, list[dict[str, Any]]] = {reason: [] for reason in REASONS}
-    for call in store.calls():
-        flags = json.loads(call["flags"] or "[]")
-        day = call["analysed_at"][:10]
-        if options.status != "all" and call["status"] != options.status:
-            continue
-        if (since and day < since) or (until and day > until):
-            continue
-        if any(flag not in flags for flag in options.flags):
-            continue
-        row: dict[str, Any] = {
-            "call_id": call["call_id"], "path": call["path"], "analysed_at": call["analysed_at"],
+    rows = []
+    for priority, call_id, reason in ordered:
+        call = calls[call_id]
+        meta = metadata.get(call_id)
+        rows.append({
+            "review_priority": priority, "review_reason": reason,
+            "call_id": call_id, "path": call["path"], "analysed_at": call["analysed_at"],
             "duration": call["duration"], "channels": call["channels"], "total": call["total"],
-            "max_total": call["max_total"], "flags": flags, "min_confidence": call["min_confidence"],
-            "status": call["status"], "finding_counts": counts.get(call["call_id"], {}),
+            "max_total": call["max_total"], "flags": json.loads(call["flags"] or "[]"),
+            "min_confidence": call["min_confidence"], "status": call["status"],
+            "agent_id": meta["agent_id"] if meta else None, "team": meta["team"] if meta else None,
+            "started_at": meta["started_at"] if meta else None,
+            "metadata_source": meta["source"] if meta else "none",
+            "agent_id_mismatch": bool(meta["agent_id_mismatch"]) if meta else False,
+            "finding_counts": counts.get(call_id, {}),
             "items": [{"id": i["item_id"], "score": i["score"], "confidence": i["confidence"]}
-                      for i in items.get(call["call_id"], [])],
-        }
-        meta = metadata.get(call["call_id"])
-        row.update(agent_id=meta["agent_id"] if meta else None, team=meta["team"] if meta else None,
-                   started_at=meta["started_at"] if meta else None,
-                   metadata_source=meta["source"] if meta else "none",
-                   agent_id_mismatch=bool(meta["agent_id_mismatch"]) if meta else False)
-        share = _share(call["total"], call["max_total"])
-        has_rubric = call["total"] is not None
-        if "fatal" in flags or call["call_id"] in fatal_findings:
-            reason = "fatal"
-        elif "needs_review" in flags or (call["min_confidence"] is not None
-                                         and call["min_confidence"] < options.low_confidence):
-            reason = "low_confidence"
-        elif (share is not None and share < options.low_total) or (not has_rubric
-                                                                    and call["call_id"] in severe_findings):
-            reason = "low_total"
-        else:
-            reason = "routine"
-        row["review_reason"] = reason
-        row["_share"] = share
-        queued[reason].append(row)
-
-    def worst_first(row: dict[str, Any]) -> tuple:
-        share = row["_share"]
-        confidence = row["min_confidence"]
-        return (share is None, share if share is not None else 0.0,
-                confidence if confidence is not None else 1.0, -sum(row["finding_counts"].values()), row["call_id"])
-
-    queued["fatal"].sort(key=worst_first)
-    queued["low_confidence"].sort(key=lambda r: (r["min_confidence"] if r["min_confidence"] is not None else 1.0,
-                                                 *worst_first(r)))
-    queued["low_total"].sort(key=worst_first)
-    rest = sorted(queued["routine"], key=lambda r: r["call_id"])
-    drawn = random.Random(options.seed).sample(rest, min(options.sample, len(rest)))
-    for row in drawn:
-        row["review_reason"] = "random_sample"
-    drawn_ids = {row["call_id"] for row in drawn}
-    ordered = queued["fatal"] + queued["low_confidence"] + queued["low_total"] + drawn
-    if options.everything:
-        ordered += [row for row in rest if row["call_id"] not in drawn_ids]
-    for priority, row in enumerate(ordered, start=1):
-        row["review_priority"] = priority
-        del row["_share"]
-    return [{key: row[key] for key in (*COLUMNS, "finding_counts", "items")} for row in ordered]
+                      for i in items.get(call_id, [])],
+        })
+    return rows
 
 
 def write_rows(rows: list[dict[str, Any]], handle: IO[str], fmt: str) -> None:
@@ -138,7 +97,7 @@ def write_rows(rows: list[dict[str, Any]], handle: IO[str], fmt: str) -> None:
     if fmt != "csv":
         raise ValueError(f"unknown export format {fmt!r} (jsonl or csv)")
     rules = sorted({rule for row in rows for rule in row["finding_counts"]})
-    item_ids = sorted({item["id"] for row in rows for item in row["items"]}, key=_item_order)
+    item_ids = sorted({item["id"] for row in rows for item in row["items"]}, key=item_order)
     writer = csv.writer(handle)
     header = [*COLUMNS, *(f"findings.{r}" for r in rules), *(f"item.{i}" for i in item_ids)]
     writer.writerow([spreadsheet_cell(name) for name in header])
@@ -253,8 +212,6 @@ def _review_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def agreement_report(store: Store) -> dict[str, Any]:
     """Per rubric item over reviewed calls: n, exact, within one band, Cohen's kappa of the bands."""
-    from sklearn.metrics import cohen_kappa_score
-
     by_item: dict[str, list[tuple[float, float, list[tuple[float, float]]]]] = {}
     calls: set[str] = set()
     for row in store.review_pairs():
@@ -263,31 +220,8 @@ def agreement_report(store: Store) -> dict[str, Any]:
         calls.add(row["call_id"])
         bands = item_bands(json.loads(row["data"]))  # [] before the rubric existed
         by_item.setdefault(row["item_id"], []).append((float(row["prefill"]), float(row["inspector"]), bands))
-    items = []
-    for item_id in sorted(by_item, key=_item_order):
-        pairs = by_item[item_id]
-        prefill = [band_index(p, bands) for p, _, bands in pairs]
-        inspector = [band_index(i, bands) for _, i, bands in pairs]
-        exact = sum(p == i for p, i, _ in pairs) / len(pairs)
-        within = sum(abs(a - b) <= 1 for a, b in zip(prefill, inspector, strict=True)) / len(pairs)
-        kappa: float | None = None
-        if len(set(prefill) | set(inspector)) > 1:
-            value = float(cohen_kappa_score(prefill, inspector))
-            kappa = round(value, 4) if math.isfinite(value) else None
-        items.append({"item_id": item_id, "n": len(pairs), "exact": round(exact, 4),
-                      "within_one_band": round(within, 4), "kappa": kappa})
+    items = [{"item_id": item_id, **agreement_figures(by_item[item_id])} for item_id in sorted(by_item, key=item_order)]
     return {"calls": len(calls), "items": items}
-
-
-def _item_order(item_id: str) -> tuple:
-    digits = "".join(ch for ch in item_id if ch.isdigit())
-    return (int(digits) if digits else 1_000, item_id)
-
-
-def _share(total: float | None, max_total: float | None) -> float | None:
-    if total is None or not max_total:
-        return None
-    return total / max_total
 
 
 def parse_day(value: str | None, name: str) -> str | None:

@@ -22,6 +22,11 @@ Tables (see ``docs/batch.md``):
   phone system's CSV, the file name or the 工号 heard (``qa_audio/call_metadata.py``), with the
   heard 工号 kept beside it and ``agent_id_mismatch`` where the two disagree.
 - ``runs``: one row per batch run, with its counts.
+- the workbench's tables (``qa_audio/batch/reviews.py``, ``qa_audio/workbench/accounts.py``):
+  ``second_reviews`` (a calibration call's second inspector), ``review_notes`` (the three written
+  fields of each submitted review), ``review_history`` (every change to those and to ``reviews``,
+  appended by triggers, never updated or deleted), ``assignments``, ``users``, ``sessions``,
+  ``login_failures``.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ from qa_audio.call_metadata import CallMetadata, combine
 
 logger = logging.getLogger(__name__)
 
-STORE_VERSION = 2
-"""1: calls, findings, rubric items, reviews; 2: call_metadata (filled from the greeting's 工号 on upgrade)"""
+STORE_VERSION = 3
+"""1: calls, findings, rubric items, reviews; 2: call_metadata (filled from the greeting's 工号 on upgrade);
+3: the workbench (qa_audio/batch/reviews.py): the queue's facts on calls, second opinions, review notes,
+their append-only history, assignments, users and sessions"""
 APPLICATION = "qa-audio"
 """``meta`` key ``application``: what marks a file as a qa-audio store"""
 STORE_TABLES = ("meta", "runs", "calls", "paths", "findings", "rubric_items", "failures", "reviews")
@@ -81,6 +88,9 @@ CREATE TABLE IF NOT EXISTS calls (
     status TEXT NOT NULL DEFAULT 'pending_review' CHECK (status IN ('pending_review', 'reviewed')),
     superseded_by TEXT,
     processing_seconds REAL,
+    finding_count INTEGER NOT NULL DEFAULT 0,
+    fatal_finding INTEGER NOT NULL DEFAULT 0,
+    severe_finding INTEGER NOT NULL DEFAULT 0,
     result_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_status ON calls(status, analysed_at);
@@ -139,6 +149,8 @@ CREATE TABLE IF NOT EXISTS reviews (
     inspector TEXT,
     reviewed_at TEXT,
     imported_at TEXT NOT NULL,
+    prefill REAL,
+    source TEXT NOT NULL DEFAULT 'import',
     PRIMARY KEY (call_id, item_id)
 );
 CREATE TABLE IF NOT EXISTS call_metadata (
@@ -156,6 +168,22 @@ CREATE TABLE IF NOT EXISTS call_metadata (
 CREATE INDEX IF NOT EXISTS call_metadata_agent ON call_metadata(agent_id);
 CREATE INDEX IF NOT EXISTS call_metadata_team ON call_metadata(team)
 """
+# The review queue reads only this index (a covering one): the calls' rows carry their whole result
+# JSON, and columns added by an upgrade sit behind it, so reading them from the rows of 100,000 calls
+# walks every overflow page (bench/workbench.py).
+QUEUE_INDEX = """CREATE INDEX IF NOT EXISTS calls_queue ON calls(status, superseded_by, analysed_at, total, max_total,
+    min_confidence, flags, finding_count, fatal_finding, severe_finding, call_id)"""
+# Store version 3 keeps each call's finding count and its forbidden-phrase bands beside it (the queue's
+# order), filled from the findings on upgrade.
+CALL_COLUMNS = {"finding_count": "INTEGER NOT NULL DEFAULT 0", "fatal_finding": "INTEGER NOT NULL DEFAULT 0",
+                "severe_finding": "INTEGER NOT NULL DEFAULT 0"}
+BACKFILL_CALLS = """
+UPDATE calls SET finding_count = f.n, fatal_finding = f.fatal, severe_finding = f.severe FROM (
+    SELECT call_id, COUNT(*) AS n, MAX(rule = 'forbidden_phrase' AND severity = '0-2') AS fatal,
+           MAX(rule = 'forbidden_phrase' AND severity = '3-5') AS severe
+    FROM findings GROUP BY call_id) f WHERE f.call_id = calls.call_id
+"""
+REVIEW_COLUMNS = {"prefill": "REAL", "source": "TEXT NOT NULL DEFAULT 'import'"}
 # Calls stored before call_metadata existed get the 工号 their greeting finding heard.
 BACKFILL_HEARD = """
 INSERT OR IGNORE INTO call_metadata (call_id, agent_id, source, heard_agent_id, updated_at)
@@ -240,7 +268,10 @@ class Store:
     a writer adds the marker). An SQLite file of another application is refused, untouched.
     """
 
-    def __init__(self, path: Path | str, timeout: float = 60.0, read_only: bool = False):
+    def __init__(self, path: Path | str, timeout: float = 60.0, read_only: bool = False, prepared: bool = False):
+        """``prepared=True``: the store exists and a writer has created and upgraded its tables this
+        run (the workbench opens one connection per request; the schema's DDL would take the write
+        lock each time)."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only:
@@ -261,6 +292,9 @@ class Store:
                 if missing:
                     raise StoreError(f"not a qa-audio store: {self.path} (no {', '.join(missing)} table)")
                 return
+            if prepared:
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                return
             self.conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed call survives a killed process; a power cut may lose the
             # last few commits but never corrupts the file (they are redone on the next run).
@@ -275,12 +309,20 @@ class Store:
                 version = int(self.conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()[0])
                 if version < 2:  # a store of an earlier qa-audio: its calls get the 工号 they heard
                     self.conn.execute(BACKFILL_HEARD, (now(),))
-                    have = {row[1] for row in self.conn.execute("PRAGMA table_info(rubric_items)")}
-                    for column, kind in ITEM_COLUMNS.items():
-                        if column not in have:
-                            self.conn.execute(f"ALTER TABLE rubric_items ADD COLUMN {column} {kind}")
+                    _add_columns(self.conn, "rubric_items", ITEM_COLUMNS)
                     self.conn.execute(BACKFILL_ITEMS)
+                if version < 3:
+                    _add_columns(self.conn, "calls", CALL_COLUMNS)
+                    _add_columns(self.conn, "reviews", REVIEW_COLUMNS)
+                    self.conn.execute(BACKFILL_CALLS)
+                    self.conn.execute("UPDATE reviews SET prefill = (SELECT score FROM rubric_items i WHERE "
+                                      "i.call_id = reviews.call_id AND i.item_id = reviews.item_id)")
+                if version < STORE_VERSION:
                     self.conn.execute("UPDATE meta SET value=? WHERE key='store_version'", (str(STORE_VERSION),))
+                self.conn.execute(QUEUE_INDEX)
+                from qa_audio.batch.reviews import create_review_tables
+
+                create_review_tables(self.conn)
         except StoreError:
             self.conn.close()
             raise
@@ -363,12 +405,14 @@ class Store:
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT INTO calls (call_id, path, size, analysed_at, run_id, duration, channels, total, max_total, "
-                "flags, min_confidence, status, processing_seconds, result_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_review', ?, ?) ON CONFLICT(call_id) DO NOTHING",
+                "flags, min_confidence, status, processing_seconds, finding_count, fatal_finding, severe_finding, "
+                "result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_review', ?, ?, ?, ?, ?) "
+                "ON CONFLICT(call_id) DO NOTHING",
                 (key.call_id, key.path, key.size or 0, now(), run_id, audio.get("duration"), audio.get("channels"),
                  _number(rubric.get("total")), _number(rubric.get("max_total")),
                  json.dumps(list(rubric.get("flags") or []), ensure_ascii=False), min_confidence(result),
-                 processing_seconds, json.dumps(result, ensure_ascii=False)))
+                 processing_seconds, *_queue_facts(result.get("findings") or []),
+                 json.dumps(result, ensure_ascii=False)))
             inserted = cursor.rowcount == 1
             if inserted:
                 self.conn.executemany(
@@ -462,7 +506,7 @@ class Store:
                          else f"row {row.get('line') or index}")
                 call_id = row.get("call_id")
                 if isinstance(call_id, str) and call_id not in items:
-                    found = self.conn.execute("SELECT item_id, points, data FROM rubric_items WHERE call_id=?",
+                    found = self.conn.execute("SELECT item_id, points, score, data FROM rubric_items WHERE call_id=?",
                                               (call_id,)).fetchall()
                     items[call_id] = {r["item_id"]: r for r in found} if self.has_call(call_id) else None
                 reason = _review_problem(row, items.get(call_id) if isinstance(call_id, str) else None)
@@ -473,17 +517,17 @@ class Store:
                     problems.append(f"{where}: {reason}")
                     continue
                 seen[pair] = f"line {row['line']}" if row.get("line") else where
-                good.append(row)
+                good.append({**row, "prefill": items[call_id][row["item_id"]]["score"]})  # type: ignore[index]
             if problems and not skip_bad:
                 raise ReviewsRefused(problems)
             for row in good:
                 self.conn.execute(
-                    "INSERT INTO reviews (call_id, item_id, inspector_score, inspector, reviewed_at, imported_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(call_id, item_id) DO UPDATE SET "
-                    "inspector_score=excluded.inspector_score, inspector=excluded.inspector, "
-                    "reviewed_at=excluded.reviewed_at, imported_at=excluded.imported_at",
+                    "INSERT INTO reviews (call_id, item_id, inspector_score, inspector, reviewed_at, imported_at, "
+                    "prefill, source) VALUES (?, ?, ?, ?, ?, ?, ?, 'import') ON CONFLICT(call_id, item_id) DO UPDATE "
+                    "SET inspector_score=excluded.inspector_score, inspector=excluded.inspector, "
+                    "reviewed_at=excluded.reviewed_at, imported_at=excluded.imported_at, source='import'",
                     (row["call_id"], row["item_id"], float(row["inspector_score"]), row.get("inspector"),
-                     row.get("reviewed_at"), stamp))
+                     row.get("reviewed_at"), stamp, row["prefill"]))
                 self.conn.execute("UPDATE calls SET status='reviewed' WHERE call_id=?", (row["call_id"],))
         return len(good), problems
 
@@ -534,6 +578,19 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _queue_facts(findings: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(findings, any 0-2 band 服务忌语, any 3-5 band one): what the review queue sorts on beside the rubric."""
+    bands = {f.get("severity") for f in findings if f.get("rule") == "forbidden_phrase"}
+    return len(findings), int("0-2" in bands), int("3-5" in bands)
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for column, kind in columns.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _first_moment(item: dict[str, Any]) -> tuple[float | None, str | None]:

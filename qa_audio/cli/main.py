@@ -215,8 +215,10 @@ def output_problem(output: Path, audio: Path) -> str | None:
 
 def _register_batch_commands() -> None:
     from qa_audio.cli.batch import register
+    from qa_audio.cli.serve import register as register_workbench
 
     register(app)
+    register_workbench(app)
 
 
 _register_batch_commands()

@@ -9,6 +9,7 @@ browser's own player seeks there).
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from qa_audio.labels import format_time
 GROUP_NAMES = {"agent": "坐席", "team": "班组"}
 
 
-def render_report_html(report: Report) -> str:
+def file_link(m: Moment) -> str:
+    """A moment as the recording on this machine at that second (the report opened as a file)."""
+    return Path(m.path).resolve().as_uri() + (f"#t={m.start:.2f}" if m.start is not None else "")
+
+
+def render_report_html(report: Report, link: Callable[[Moment], str] = file_link) -> str:
+    """The report page; ``link`` gives the address a moment links to (the workbench: its call page)."""
     what = GROUP_NAMES[report.by]
     beside = "班组" if report.by == "agent" else "全中心"
     parts = [
@@ -41,8 +48,9 @@ def render_report_html(report: Report) -> str:
     bars = ItemsChart([i.item_id for i in report.centre.items if i.points])
     try:
         for group in report.groups:
-            parts.append(_section(group, report, what, beside, compact if report.by == "agent" else full, bars))
-        parts.append(_section(report.centre, report, "全中心", beside, full, bars, centre=True))
+            parts.append(_section(group, report, what, beside, compact if report.by == "agent" else full, bars,
+                                  link=link))
+        parts.append(_section(report.centre, report, "全中心", beside, full, bars, centre=True, link=link))
     finally:
         for chart in (compact, full, bars):
             chart.close()
@@ -89,7 +97,7 @@ def _overview(report: Report, what: str) -> str:
 
 
 def _section(g: GroupFigures, report: Report, what: str, beside: str, chart: TrendChart, bars: ItemsChart,
-             centre: bool = False) -> str:
+             centre: bool = False, link: Callable[[Moment], str] = file_link) -> str:
     team = f"（班组 {g.team}）" if report.by == "agent" and g.team else ""
     title = "全中心" if centre else f"{what} {g.key}{team}"
     label = "全中心" if centre else f"{what} {g.key}"
@@ -108,11 +116,11 @@ def _section(g: GroupFigures, report: Report, what: str, beside: str, chart: Tre
         out.append(f'<h3>每周趋势（平均得分率 %，按周一；蓝：{_e(label)}，灰：全中心）</h3>'
                    f'<div class="chart trend">{drawn}</div>{_week_table(g, beside_points)}')
     out.append(_problems(g))
-    out.append(_coaching(g))
+    out.append(_coaching(g, link))
     if g.rule_rates:
         out.append(_rule_rates(g))
     if g.listen_first:
-        out.append(_listen_first(g))
+        out.append(_listen_first(g, link))
     out.append("</section>")
     return "\n".join(out)
 
@@ -154,18 +162,19 @@ def _problems(g: GroupFigures) -> str:
     return "".join(parts)
 
 
-def _moment_link(m: Moment) -> str:
-    target = Path(m.path).resolve().as_uri() + (f"#t={m.start:.2f}" if m.start is not None else "")
+def _moment_link(m: Moment, link: Callable[[Moment], str]) -> str:
+    target = link(m)
     when = format_time(m.start) if m.start is not None else "—"
     return (f'<a class="moment" href="{_e(target)}">{_e(Path(m.path).name)} @ {_e(when)}</a>'
             + (f" {_e(m.note)}" if m.note else ""))
 
 
-def _coaching(g: GroupFigures) -> str:
+def _coaching(g: GroupFigures, link: Callable[[Moment], str]) -> str:
     if not g.coaching:
         return ""
     lines = "".join(f"<li><b>{_e(c.advice)}</b>（{c.calls} 通）<ul>"
-                    + "".join(f"<li>{_moment_link(m)}</li>" for m in c.moments) + "</ul></li>" for c in g.coaching)
+                    + "".join(f"<li>{_moment_link(m, link)}</li>" for m in c.moments) + "</ul></li>"
+                    for c in g.coaching)
     return f'<h3>辅导要点（改善建议）</h3><ol class="coaching">{lines}</ol>'
 
 
@@ -184,9 +193,9 @@ def _share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-def _listen_first(g: GroupFigures) -> str:
+def _listen_first(g: GroupFigures, link: Callable[[Moment], str]) -> str:
     rows = "".join(
-        f"<tr><td>{_moment_link(Moment(c['call_id'], c['path'], None, ''))}</td><td>{_e(c['day'])}</td>"
+        f"<tr><td>{_moment_link(Moment(c['call_id'], c['path'], None, ''), link)}</td><td>{_e(c['day'])}</td>"
         f"<td>{'致命' if c['fatal'] else ''}{' 待复核' if c['needs_review'] else ''}</td>"
         f"<td>{_number(c['total'])} / {_number(c['max_total'], 0)}</td></tr>" for c in g.listen_first)
     return ("<h3>优先听取的通话</h3><table class=\"listen\"><tr><th>录音</th><th>日期</th><th>标记</th>"

@@ -18,7 +18,14 @@ from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, describe_perso
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.redact.audio import BROWSER_WAV_SUBTYPES, redacted_audio_bytes
 from qa_audio.redact.rules import ToneSettings
-from qa_audio.schema import ForbiddenPhraseDetails, InterruptionDetails, RubricResult, SilenceDetails
+from qa_audio.schema import (
+    Finding,
+    ForbiddenPhraseDetails,
+    InterruptionDetails,
+    RubricResult,
+    SilenceDetails,
+    Transcript,
+)
 
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 MIME_BY_FORMAT = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "MP3": "audio/mpeg",
@@ -46,7 +53,8 @@ def render_html(analysis: CallAnalysis, audio_path: Path) -> str:
         f"<header><h1>{_e(title)}</h1>{_header_facts(analysis, duration)}</header>",
         f'<section class="player"><audio id="player" controls preload="auto" src="data:{mime};base64,{payload}">'
         "</audio></section>",
-        f'<section><h2>通话时间轴</h2>{timeline_svg(analysis, duration)}{LEGEND}</section>',
+        f"<section><h2>通话时间轴</h2>{timeline_svg(analysis.transcript, analysis.findings, duration)}"
+        f"{LEGEND}</section>",
         f"<section><h2>{_e(rubric.title)}（预填）</h2>{_sheet_table(rubric)}{_footer(rubric)}</section>",
         f"<section><h2>对话转写</h2>{_transcript(analysis)}</section>",
         f"<script>{JS}</script></body></html>",
@@ -108,8 +116,10 @@ def _masked_note(analysis: CallAnalysis) -> str:
             "（转写中以 * 显示，录音中以提示音替换）</p>")
 
 
-def timeline_svg(analysis: CallAnalysis, duration: float) -> str:
-    """Who speaks when, dead air, talk-over and 服务忌语, drawn to scale; every mark seeks the player."""
+def timeline_svg(transcript: Transcript, findings: list[Finding], duration: float) -> str:
+    """Who speaks when, dead air, talk-over and 服务忌语, drawn to scale; every mark seeks the player.
+
+    Also the workbench's call page (``qa_audio/workbench``), from the stored JSON."""
     span = TL_WIDTH - TL_LEFT - TL_RIGHT
     scale = span / max(duration, 0.001)
 
@@ -121,15 +131,15 @@ def timeline_svg(analysis: CallAnalysis, duration: float) -> str:
         out.append(f'<text x="4" y="{y + 14}" class="lane">{ROLE_NAMES[role]}</text>')
         out.append(f'<rect x="{TL_LEFT}" y="{y}" width="{span}" height="{LANE_H}" class="track"/>')
     out.append(f'<text x="4" y="{LANE["events"] + 14}" class="lane">事件</text>')
-    roles = analysis.transcript.roles
-    for s in analysis.transcript.speech:
+    roles = transcript.roles
+    for s in transcript.speech:
         role = roles.get(s.speaker, "customer")
         y = LANE.get(role, LANE["customer"])
         w = max(1.0, x(s.end) - x(s.start))
         out.append(f'<rect class="speech {role} seekable" data-t="{round(float(s.start), 2)}" x="{x(s.start)}" '
                    f'y="{y}" width="{round(w, 2)}" height="{LANE_H}"><title>{ROLE_NAMES.get(role, role)} '
                    f'{format_time(s.start)}–{format_time(s.end)}</title></rect>')
-    for f in analysis.findings:
+    for f in findings:
         start, end = round(float(f.start), 3), round(float(f.end), 3)
         w = round(max(2.0, x(end) - x(start)), 2)
         details = f.details

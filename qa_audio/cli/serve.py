@@ -45,6 +45,9 @@ def serve(
     rules: RulesOption = None,
     secure_cookies: Annotated[bool, typer.Option("--secure-cookies", help="Mark the cookies Secure: set it when "
                                                  "a TLS reverse proxy serves the workbench.")] = False,
+    trusted_proxy: Annotated[str | None, typer.Option(help="The reverse proxy's address: its X-Forwarded-For "
+                                                      "then names the client (for the per-address sign-in "
+                                                      "limit); from anyone else the header is ignored.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each request.")] = False,
 ) -> None:
     """Start the inspector's workbench on HOST:PORT over the store (which a batch may be writing)."""
@@ -54,9 +57,11 @@ def serve(
     import waitress
 
     typer.echo(f"qa-audio workbench on http://{host}:{port}/ over {db} (Ctrl+C stops it)", err=True)
+    proxy = ({"trusted_proxy": trusted_proxy, "trusted_proxy_count": 1,
+              "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}} if trusted_proxy else {})
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="qa-audio", _quiet=not verbose,
-                       clear_untrusted_proxy_headers=True)
+                       clear_untrusted_proxy_headers=True, **proxy)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BAD_SETUP)
 

@@ -136,7 +136,7 @@ def timeline_svg(transcript: Transcript, findings: list[Finding], duration: floa
         role = roles.get(s.speaker, "customer")
         y = LANE.get(role, LANE["customer"])
         w = max(1.0, x(s.end) - x(s.start))
-        out.append(f'<rect class="speech {role} seekable" data-t="{round(float(s.start), 2)}" x="{x(s.start)}" '
+        out.append(f'<rect class="speech {_e(role)} seekable" data-t="{round(float(s.start), 2)}" x="{x(s.start)}" '
                    f'y="{y}" width="{round(w, 2)}" height="{LANE_H}"><title>{ROLE_NAMES.get(role, role)} '
                    f'{format_time(s.start)}–{format_time(s.end)}</title></rect>')
     for f in findings:

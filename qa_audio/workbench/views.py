@@ -183,11 +183,10 @@ def review_of(conn: sqlite3.Connection, call_id: str, inspector: str) -> dict[st
 def all_reviews(conn: sqlite3.Connection, call_id: str) -> list[dict[str, Any]]:
     """Every review of a call, the confirmed one first (for leads)."""
     out = []
-    for table, label in (("reviews", "确认评分"), ("second_reviews", "校准（第二质检员）")):
-        rows = conn.execute(f"SELECT item_id, inspector_score, inspector, reviewed_at, source FROM {table} "
-                            "WHERE call_id=? ORDER BY item_id", (call_id,)).fetchall() if table == "reviews" else \
-            conn.execute(f"SELECT item_id, inspector_score, inspector, reviewed_at, 'workbench' AS source FROM {table} "
-                         "WHERE call_id=? ORDER BY item_id", (call_id,)).fetchall()
+    for table, label, source in (("reviews", "确认评分", "source"),
+                                 ("second_reviews", "校准（第二质检员）", "'workbench'")):
+        rows = conn.execute(f"SELECT item_id, inspector_score, inspector, reviewed_at, {source} AS source FROM {table} "
+                            "WHERE call_id=? ORDER BY item_id", (call_id,)).fetchall()
         if rows:
             out.append({"label": label, "inspector": rows[0]["inspector"] or "（导入）",
                         "scores": {r["item_id"]: r["inspector_score"] for r in rows},

@@ -6,7 +6,9 @@ used), 3 bad setup (a missing or foreign ``--db``, a bad ``workbench.yaml``, a p
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -113,30 +115,46 @@ def _password(password_stdin: bool, min_length: int) -> str:
     return typer.prompt(f"password (at least {min_length} characters)", hide_input=True, confirmation_prompt=True)
 
 
+def _change_accounts(db: Path, change: Callable[[sqlite3.Connection], None], done: str) -> None:
+    """Run ``change`` in one transaction on the store's accounts; a refused name, role or password
+    (AccountError) is one line and exit 2, and nothing is changed."""
+    from qa_audio.workbench.accounts import AccountError
+
+    store = _store(db)
+    try:
+        with store.transaction():
+            change(store.conn)
+    except AccountError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        store.close()
+    typer.echo(done, err=True)
+
+
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of "
+                                             "standard input instead of asking.")]
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="The account name (letters, digits, _ . - or Chinese).")],
     role: Annotated[Role, typer.Option(help="inspector: reviews calls; lead: also assigns them, sees agreement.")],
     db: DbOption = Path("qa-audio.db"),
     rules: RulesOption = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first "
-                                                 "line of standard input instead of asking.")] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Create an account (the password is asked twice, or read from stdin)."""
     from qa_audio.workbench.accounts import AccountError, add_user, check_name
 
     settings = _settings(rules)
-    store = _store(db)
+    _store(db).close()  # a missing or foreign store is said before the password is asked for
     try:
         check_name(name)
-        password = _password(password_stdin, settings.min_password_length)
-        with store.transaction():
-            add_user(store.conn, name, role.value, password, settings)
     except AccountError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
-    finally:
-        store.close()
-    typer.echo(f"account {name} ({role.value}) created in {db}", err=True)
+    password = _password(password_stdin, settings.min_password_length)
+    _change_accounts(db, lambda conn: add_user(conn, name, role.value, password, settings),
+                     f"account {name} ({role.value}) created in {db}")
 
 
 @users_app.command("set-password")
@@ -144,39 +162,25 @@ def users_set_password(
     name: Annotated[str, typer.Argument()],
     db: DbOption = Path("qa-audio.db"),
     rules: RulesOption = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Give an account a new password (its sessions end)."""
-    from qa_audio.workbench.accounts import AccountError, set_password
+    from qa_audio.workbench.accounts import set_password
 
     settings = _settings(rules)
-    store = _store(db)
-    try:
-        password = _password(password_stdin, settings.min_password_length)
-        with store.transaction():
-            set_password(store.conn, name, password, settings)
-    except AccountError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    finally:
-        store.close()
-    typer.echo(f"password of {name} changed", err=True)
+    _store(db).close()
+    password = _password(password_stdin, settings.min_password_length)
+    _change_accounts(db, lambda conn: set_password(conn, name, password, settings), f"password of {name} changed")
 
 
 @users_app.command("disable")
 def users_disable(name: Annotated[str, typer.Argument()], db: DbOption = Path("qa-audio.db"),
                   enable: Annotated[bool, typer.Option("--enable", help="Enable it again.")] = False) -> None:
     """Disable an account (its sessions end; its reviews stay), or enable it again."""
-    from qa_audio.workbench.accounts import AccountError, set_disabled
+    from qa_audio.workbench.accounts import set_disabled
 
-    store = _store(db)
-    try:
-        with store.transaction():
-            set_disabled(store.conn, name, not enable)
-    except AccountError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    finally:
-        store.close()
-    typer.echo(f"account {name} {'enabled' if enable else 'disabled'}", err=True)
+    _change_accounts(db, lambda conn: set_disabled(conn, name, not enable),
+                     f"account {name} {'enabled' if enable else 'disabled'}")
 
 
 @users_app.command("list")

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "qa_audio"
-SUBPACKAGES = ("speech", "acoustic", "checks", "rubric", "report", "batch", "cli")
+SUBPACKAGES = ("speech", "acoustic", "checks", "rubric", "report", "batch", "cli", "redact", "coaching", "workbench")
 # The shortest stereo sample call (42 s; stereo needs no diarization model, so this is the quick one).
 SAMPLE = ROOT / "sample_calls" / "call09_talkover_stereo.wav"
 # setuptools reads a PEP 639 SPDX string in ``project.license`` (``license = "MIT"``) from 77 on.
@@ -133,6 +133,10 @@ def test_wheel_carries_rules_typing_marker_and_every_subpackage(built_wheel: tup
     assert source_notes <= names  # FINDINGS.md: the reasons behind the shipped thresholds
 
     assert "qa_audio/py.typed" in names
+    # the workbench's pages and their one stylesheet and script (no build step: shipped as they are)
+    source_pages = {p.relative_to(ROOT).as_posix() for folder in ("templates", "static")
+                    for p in (PACKAGE / "workbench" / folder).iterdir()}
+    assert "qa_audio/workbench/templates/call.html" in source_pages and source_pages <= names
     for sub in SUBPACKAGES:
         assert f"qa_audio/{sub}/__init__.py" in names, sub
     # every module of the source tree, so a new folder without __init__.py cannot silently drop out

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from qa_audio.call_metadata import CallMetadata, combine, from_file_name
 from qa_audio.checks.acoustic import acoustic_findings
 from qa_audio.checks.rulebook import load_rulebook
 from qa_audio.checks.script import run_checks
+from qa_audio.devices import choose_device
 from qa_audio.redact import load_personal_data_rules, redact_call
 from qa_audio.rubric.fill import fill_rubric
 from qa_audio.rubric.sheet import load_rubric
@@ -64,6 +65,10 @@ class AnalyzeOptions:
     worker cores / workers"""
     max_turn_gap: float = 1.5
     """a pause longer than this inside one speaker's words starts a new turn"""
+    device: str = "auto"
+    """auto, cpu or cuda: where faster-whisper and the diarizer run (``qa_audio/devices.py``)"""
+    compute_type: str = "default"
+    """CTranslate2's compute type; default: int8 on the CPU, float16 on a GPU"""
     redact: bool = True
     """mask customers' personal data (rules/personal_data.yaml) before anything sees the words;
     False only to measure the masking itself (bench/redaction.py): no command turns it off"""
@@ -96,7 +101,11 @@ class Analyzer:
 
     def __init__(self, options: AnalyzeOptions | None = None):
         privacy.keep_data_local()
-        self.options = options or AnalyzeOptions()
+        options = options or AnalyzeOptions()
+        # a device that cannot be used stops here (DeviceError), before a model or any audio is loaded
+        self.device = choose_device(options.device, options.compute_type)
+        self.options = replace(options, asr=replace(options.asr, device=self.device.device,
+                                                    compute_type=self.device.compute_type))
         self._transcriber: Transcriber | None = None
         self._diarizer = None
         # Rule files are read up front so a malformed one stops the run before any audio is touched.
@@ -121,7 +130,7 @@ class Analyzer:
             # It runs beside the ASR (see ``analyze``), so by default it takes half the cores.
             threads = self.options.threads or max(1, (os.cpu_count() or 2) // 2)
             self._diarizer = Diarizer(DiarizationOptions(num_speakers=self.options.num_speakers,
-                                                         num_threads=threads))
+                                                         num_threads=threads, device=self.device.device))
         return self._diarizer
 
     def analyze(self, path: Path | str, progress: ProgressHook = no_progress) -> CallAnalysis:
@@ -232,6 +241,7 @@ class Analyzer:
         timings["total"] = time.perf_counter() - started
 
         settings = {
+            "device": self.device.settings(),
             "asr": self.transcriber.settings(),
             "speakers": speaker_settings,
             "max_turn_gap": self.options.max_turn_gap,

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 """Of the ``analyze`` JSON: minor for fields added, major for fields removed, renamed or re-typed."""
 
 Role = Literal["agent", "customer"]

@@ -13,6 +13,7 @@ from typing import Any
 from qa_audio.batch.store import Store, hash_file
 from qa_audio.rubric import fill_rubric_from_result, load_rubric
 from qa_audio.rule_files import DEFAULT_RULES_DIR
+from qa_audio.schema import SCHEMA_VERSION
 from qa_audio.workbench.accounts import add_user, create_account_tables
 from qa_audio.workbench.app import create_app
 from qa_audio.workbench.settings import load_workbench_settings
@@ -36,7 +37,7 @@ def results() -> list[dict[str, Any]]:
     hostile["turns"][1]["text"] = "<script>alert('x')</script>我想查一下话费"
     for result in (fatal, severe, good_call(), hostile, good_call()):
         result = copy.deepcopy(result)
-        result["schema_version"] = "1.4"
+        result["schema_version"] = SCHEMA_VERSION
         result["rubric"] = fill_rubric_from_result(result, sheet).to_dict()
         calls.append(result)
     return calls

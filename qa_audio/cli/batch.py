@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from qa_audio import privacy
-from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP, ComputeTypeOption, Device, DeviceOption
 from qa_audio.cli.common import configure_logging as _configure_logging
 from qa_audio.cli.common import fail as _fail
 
@@ -75,6 +75,8 @@ def batch(
     scheduler: Annotated[str | None, typer.Option(help="dask: the scheduler address (default: a local "
                                                   "cluster of --workers processes).")] = None,
     asr_model: Annotated[str, typer.Option(help="As for analyze.")] = "base",
+    device: DeviceOption = Device.auto,
+    compute_type: ComputeTypeOption = "default",
     beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
     asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
                                                 "together; 0 decodes one 30-s window after another "
@@ -95,6 +97,7 @@ def batch(
     from qa_audio.batch.run import BatchOptions, SourceError, WorkerSetupError, discover, run_batch
     from qa_audio.batch.store import StoreError
     from qa_audio.call_metadata import MetadataError, read_metadata_csv
+    from qa_audio.devices import DeviceError, choose_device
     from qa_audio.models import ModelNotFoundError
     from qa_audio.pipeline import AnalyzeOptions
     from qa_audio.rule_files import RuleFileError
@@ -109,9 +112,14 @@ def batch(
             given = read_metadata_csv(metadata_csv)  # a bad row stops the night before it starts
         except MetadataError as exc:
             _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        choose_device(device.value, compute_type)  # refused once, here, not in every worker
+    except DeviceError as exc:
+        _fail(str(exc), EXIT_BAD_SETUP)
     options = BatchOptions(
         analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
-                               agent_channel=agent_channel, rules_dir=rules),
+                               agent_channel=agent_channel, rules_dir=rules, device=device.value,
+                               compute_type=compute_type),
         workers=workers, threads=threads, max_duration=max_duration * 3600, retry_failed=retry_failed,
         engine=engine.value, scheduler=scheduler, metadata=given,
         extensions=tuple(e.strip() if e.strip().startswith(".") else "." + e.strip()

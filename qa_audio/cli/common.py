@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import unicodedata
-from typing import NoReturn
+from enum import StrEnum
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -15,6 +16,18 @@ EXIT_BAD_INPUT = 2
 """the input cannot be analysed (bad audio, no speech, a missing source)"""
 EXIT_BAD_SETUP = 3
 """a bad rule file, database or output path, or a missing model"""
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOption = Annotated[Device, typer.Option(help="Where the ASR and the diarizer run: auto (a CUDA GPU where "
+                                              "there is one, else the CPU), cpu or cuda.")]
+ComputeTypeOption = Annotated[str, typer.Option(help="CTranslate2's compute type (int8, float16, float32, …); "
+                                                "default: int8 on the CPU, float16 on a GPU.")]
 
 
 def fail(message: str, code: int) -> NoReturn:

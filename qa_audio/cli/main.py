@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from qa_audio import __version__, privacy
-from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP
+from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP, ComputeTypeOption, Device, DeviceOption
 from qa_audio.cli.common import configure_logging as _configure_logging
 from qa_audio.cli.common import fail as _fail
 from qa_audio.cli.common import one_line as _one_line
@@ -64,6 +64,8 @@ def analyze(
                                                      "if known.")] = None,
     rules: Annotated[Path | None, typer.Option(help="A deployment's rules folder (default: the shipped "
                                                "rules/).", file_okay=False)] = None,
+    device: DeviceOption = Device.auto,
+    compute_type: ComputeTypeOption = "default",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -75,6 +77,7 @@ def analyze(
         if problem:
             _fail(f"{output}: {problem}", EXIT_BAD_SETUP)
     from qa_audio.audio import AudioError, probe_long_recording
+    from qa_audio.devices import DeviceError
     from qa_audio.models import ModelNotFoundError
     from qa_audio.pipeline import AnalyzeOptions, Analyzer
     from qa_audio.rule_files import RuleFileError
@@ -85,6 +88,8 @@ def analyze(
         agent_channel=agent_channel,
         num_speakers=num_speakers,
         rules_dir=rules,
+        device=device.value,
+        compute_type=compute_type,
     )
     warning = probe_long_recording(audio)
     if warning:
@@ -95,7 +100,7 @@ def analyze(
             analysis = analyzer.analyze(audio, progress=hook)
     except AudioError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
-    except (RuleFileError, ModelNotFoundError) as exc:
+    except (RuleFileError, ModelNotFoundError, DeviceError) as exc:
         _fail(str(exc), EXIT_BAD_SETUP)
     if output_format is OutputFormat.json:
         from qa_audio.report.json_output import to_json

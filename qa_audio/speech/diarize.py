@@ -100,6 +100,8 @@ class DiarizationOptions:
     merge_gap: float = 0.3
     # torch intra-op threads while diarizing (0: all cores, at most 4).
     num_threads: int = 0
+    # cpu or cuda (qa_audio/devices.py chooses): both models and the segmentation's batches go there.
+    device: str = "cpu"
 
 
 @dataclass
@@ -123,10 +125,13 @@ class Diarizer:
         t0 = time.perf_counter()
         # Lazy imports: pyannote.audio takes seconds to import; speaker_embedding switches its
         # telemetry off before importing it.
+        import torch
+
         from qa_audio import models as model_files
         from qa_audio.speech.embedding import load_campplus
 
-        self._embedding = load_campplus()
+        device = torch.device(options.device)
+        self._embedding = load_campplus().to(device)
         from pyannote.audio import Inference, Model
         from pyannote.audio.utils.powerset import Powerset
 
@@ -140,6 +145,7 @@ class Diarizer:
             skip_aggregation=True,
             skip_conversion=True,
             batch_size=16,
+            device=device,
         )
         self._chunk_duration = float(spec.duration)
         rf = self._segmentation.receptive_field

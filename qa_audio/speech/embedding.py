@@ -117,9 +117,10 @@ class CAMPPlusEmbedding(Model):
         """Embed raw (not yet normalised) fbank frames ``(n, 80)``; NaNs when ``n < MIN_FRAMES``."""
         if len(features) < MIN_FRAMES:
             return np.full(EMBEDDING_DIM, np.nan, dtype=np.float32)
-        feats = torch.from_numpy(features - features.mean(axis=0, keepdims=True))
+        device = next(self.campplus.parameters()).device  # the GPU when the diarizer runs there
+        feats = torch.from_numpy(features - features.mean(axis=0, keepdims=True)).to(device)
         with torch.inference_mode():
-            return self.campplus(feats.unsqueeze(0))[0].numpy()
+            return self.campplus(feats.unsqueeze(0))[0].cpu().numpy()
 
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """``waveforms`` (batch, 1, samples) at 16 kHz; optional ``weights`` (batch, frames) at any

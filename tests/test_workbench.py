@@ -357,6 +357,18 @@ def test_submit_and_next_opens_the_next_call_of_the_queue(bench):
     assert queue[0] not in left
 
 
+def test_submit_and_next_takes_my_assigned_calls_first(bench):
+    app, _, ids = bench
+    lead, lead_csrf = sign_in(app, "lead1")
+    client, csrf = sign_in(app, "insp1")
+    queue = re.findall(r'href="/calls/([0-9a-f]{64})"', client.get("/queue").get_data(as_text=True))
+    last = queue[-1]
+    assigned = lead.post("/assign", data={"call_id": last, "inspector": "insp1", "csrf_token": lead_csrf})
+    assert assigned.status_code == 302
+    answer = client.post(f"/calls/{queue[0]}/review", data=full_form(client, queue[0], csrf, then="next"))
+    assert answer.headers["Location"].endswith(f"/calls/{last}"), "the call a lead gave me, before the shared queue"
+
+
 def test_a_second_inspector_is_refused_unless_the_call_is_a_calibration_call(bench, calibrated):
     app, db, ids = bench
     one, csrf1 = sign_in(app, "insp1")

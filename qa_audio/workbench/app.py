@@ -175,8 +175,9 @@ def create_app(db: Path | str, settings: WorkbenchSettings, rules_dir: Path | st
             minutes = f"{settings.window_minutes:g}"
             return (page("error.html", code=429, message=f"too many failed sign-ins: try again in {minutes} minutes"),
                     429, {"Retry-After": str(int(settings.window_minutes * 60))})
+        row = accounts.check_password_of(conn, name, password)
         with g.store.transaction():
-            signed = accounts.sign_in(conn, name, password, address, settings)
+            signed = accounts.sign_in(conn, row, name, password, address, settings)
         if signed is None:
             token = secrets.token_urlsafe(32)
             response = Response(page("login.html", csrf=token, target=target, css=login_css,

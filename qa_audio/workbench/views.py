@@ -132,9 +132,14 @@ def may_see(conn: sqlite3.Connection, call_id: str, user: User, settings: Workbe
 
 
 def next_call(conn: sqlite3.Connection, user: User, settings: WorkbenchSettings, after: str) -> str | None:
-    """The first call of the user's own queue (待我复核) other than ``after``."""
-    page = queue_page(conn, queue_filter(QueueQuery(), user, settings), limit=2)
-    return next((call_id for _, call_id, _ in page.rows if call_id != after), None)
+    """The next call of the user's own queue (待我复核) other than ``after``: the calls assigned to them
+    first (a lead gave them for a reason; also the cheaper query), then the shared queue."""
+    for query in (QueueQuery(assigned=user.name), QueueQuery()):
+        page = queue_page(conn, queue_filter(query, user, settings), limit=2)
+        found = next((call_id for _, call_id, _ in page.rows if call_id != after), None)
+        if found:
+            return found
+    return None
 
 
 def allowed_scores(item: dict[str, Any]) -> list[float]:

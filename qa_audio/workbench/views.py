@@ -78,7 +78,9 @@ def visible_where(user: User, settings: WorkbenchSettings) -> tuple[list[str], l
     if user.role == "lead":
         return [], []
     pivot = calibration_pivot(settings.calibration_share)
-    return ([_NOT_ELSEWHERE, f"(c.status = 'pending_review' OR {_AWAITS_SECOND} OR {_MINE})"],
+    # CASE, not OR: an OR on status makes SQLite read each call's row (its result JSON) instead of
+    # scanning the covering index (bench/workbench.py: 1.0 s → 0.1 s for an inspector's assigned calls)
+    return ([_NOT_ELSEWHERE, f"CASE WHEN c.status = 'pending_review' THEN 1 ELSE {_AWAITS_SECOND} OR {_MINE} END"],
             [user.name, pivot, user.name, user.name])
 
 
@@ -87,7 +89,7 @@ def queue_filter(query: QueueQuery, user: User, settings: WorkbenchSettings) -> 
     status = query.status
     if status == "todo":
         pivot = calibration_pivot(settings.calibration_share)
-        where.append(f"(c.status = 'pending_review' OR {_AWAITS_SECOND}) AND NOT {_MINE}")
+        where.append(f"CASE WHEN c.status = 'pending_review' THEN 1 ELSE {_AWAITS_SECOND} END AND NOT {_MINE}")
         params += [pivot, user.name, user.name]
         status = "all"
     return QueueFilter(status=status, since=query.since, until=query.until, flags=(query.flag,) if query.flag else (),

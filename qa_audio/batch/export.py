@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
@@ -41,27 +41,14 @@ class ReviewSheetError(ValueError):
     """An inspector sheet that cannot be read; the message names the file and line."""
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    status: str = "pending_review"
-    """pending_review, reviewed or all"""
-    since: str | None = None
-    until: str | None = None
-    flags: tuple[str, ...] = ()
-    sample: int = 10
-    seed: int | None = None
-    low_confidence: float = 0.6
-    low_total: float = 0.6
-    everything: bool = False
+ExportOptions = QueueFilter
+"""what ``qa-audio export`` selects and how it draws its sample: the review queue's own filter"""
 
 
 def export_rows(store: Store, options: ExportOptions | None = None) -> list[dict[str, Any]]:
     """The calls to review, in review order (``qa_audio/batch/queue.py``), as rows of the documented schema."""
     options = options or ExportOptions()
-    queue = QueueFilter(status=options.status, since=parse_day(options.since, "since"),
-                        until=parse_day(options.until, "until"), flags=options.flags, sample=options.sample,
-                        seed=options.seed, low_confidence=options.low_confidence, low_total=options.low_total,
-                        everything=options.everything)
+    queue = replace(options, since=parse_day(options.since, "since"), until=parse_day(options.until, "until"))
     ordered = queue_page(store.conn, queue).rows
     calls = {call["call_id"]: call for call in store.calls()}
     counts = store.finding_counts()

@@ -39,6 +39,10 @@ STATUS_NAMES = {"auto": "自动", "suggested": "建议", "inspector": "待质检
 
 FLAG_NAMES = {"fatal": "致命错误（0-2 档服务忌语）", "needs_review": "需人工复核（置信度低）"}
 
+REASON_NAMES = {"fatal": "致命", "low_confidence": "低置信度", "low_total": "低分", "random_sample": "抽检",
+                "routine": "常规"}
+"""why a call is in the review queue (qa_audio/batch/queue.py REASONS)"""
+
 
 def format_time(seconds: float) -> str:
     """``mm:ss.s``, the clock an inspector reads beside the player."""

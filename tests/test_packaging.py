@@ -137,6 +137,7 @@ def test_wheel_carries_rules_typing_marker_and_every_subpackage(built_wheel: tup
     source_pages = {p.relative_to(ROOT).as_posix() for folder in ("templates", "static")
                     for p in (PACKAGE / "workbench" / folder).iterdir()}
     assert "qa_audio/workbench/templates/call.html" in source_pages and source_pages <= names
+    assert "qa_audio/report/player.js" in names  # the report inlines it, the workbench serves it
     for sub in SUBPACKAGES:
         assert f"qa_audio/{sub}/__init__.py" in names, sub
     # every module of the source tree, so a new folder without __init__.py cannot silently drop out

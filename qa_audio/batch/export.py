@@ -33,6 +33,9 @@ COLUMNS = ("review_priority", "review_reason", "call_id", "path", "analysed_at",
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 """what a CSV text cell may not start with (OWASP's CSV injection list, plus the fullwidth ＝＋－＠)"""
+CALL_COLUMNS = ("path", "analysed_at", "duration", "channels", "total", "max_total", "flags", "min_confidence",
+                "status")
+"""the columns of ``calls`` an export row carries"""
 REVIEW_FIELDS = ("call_id", "item_id", "inspector_score", "inspector", "reviewed_at")
 """the columns (CSV) or keys (JSONL) of an inspector sheet; the first three are required"""
 
@@ -50,7 +53,9 @@ def export_rows(store: Store, options: ExportOptions | None = None) -> list[dict
     options = options or ExportOptions()
     queue = replace(options, since=parse_day(options.since, "since"), until=parse_day(options.until, "until"))
     ordered = queue_page(store.conn, queue).rows
-    calls = {call["call_id"]: call for call in store.calls()}
+    # the columns a row shows, not the calls' whole result JSON (29 KB a call)
+    calls = {call["call_id"]: call for call in store.conn.execute(
+        f"SELECT call_id, {', '.join(CALL_COLUMNS)} FROM calls WHERE superseded_by IS NULL")}
     counts = store.finding_counts()
     items = store.rubric_items()
     metadata = store.metadata()

@@ -147,17 +147,13 @@ ORDER BY q.class,
          CASE WHEN q.class < 3 THEN -q.finding_count ELSE 0 END,
          q.call_id"""
     arguments = [value for n, call_id in enumerate(drawn) for value in (call_id, n)] + thresholds + params
-    if limit is not None:
-        sql += " LIMIT ? OFFSET ?"
-        arguments += [int(limit), int(offset)]
-    rows = conn.execute(sql, arguments).fetchall()
-    if rows:
-        total = int(rows[0][3])
-    else:  # past the end: count on its own
-        total = int(conn.execute(f"SELECT COUNT(*) FROM (SELECT {class_sql} AS class, c.call_id {source}) "
-                                 f"WHERE class < 3 OR call_id IN ({','.join('?' * len(drawn)) or 'NULL'})"
-                                 if not queue.everything else f"SELECT COUNT(*) {source}",
-                                 (thresholds + params + drawn) if not queue.everything else params).fetchone()[0])
+    rows = (conn.execute(sql, arguments).fetchall() if limit is None else
+            conn.execute(sql + " LIMIT ? OFFSET ?", [*arguments, int(limit), int(offset)]).fetchall())
+    if rows or not offset:
+        total = int(rows[0][3]) if rows else 0
+    else:  # past the end: the count from the first row
+        first = conn.execute(sql + " LIMIT 1", arguments).fetchone()
+        total = int(first[3]) if first else 0
     page = [(n, row[0], _reason(row[1], bool(row[2]))) for n, row in enumerate(rows, start=offset + 1)]
     return QueuePage(page, total)
 

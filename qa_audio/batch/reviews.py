@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from qa_audio.batch.store import Store, _review_problem, item_bands, now
+from qa_audio.batch.store import Store, item_bands, now, review_problem
 from qa_audio.rubric.sheet import band_index
 
 REVIEW_TABLES = """
@@ -71,50 +71,38 @@ CREATE TABLE IF NOT EXISTS review_history (
 CREATE INDEX IF NOT EXISTS review_history_call ON review_history(call_id, seq)
 """
 
-# One trigger per table and change; the history is what an auditor reads, so each row says the table
-# (``what``), the inspector, the old and new value. ``strftime`` gives the same UTC ISO form as now().
-_STAMP = "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"
+# One trigger per table and change; the history is what an auditor reads, so each row says what
+# changed, the inspector, the old and new value. ``strftime`` gives the same UTC ISO form as now().
 _NOTE = "json_object('problems', {t}.problems, 'suggestions', {t}.suggestions, 'summary', {t}.summary)"
+
+
+def _history(event: str, table: str, what: str, old: str, new: str, source: str = "'workbench'",
+             item: bool = True) -> str:
+    """An AFTER ``event`` trigger on ``table`` appending one history row (``old``/``new``: SQL on OLD/NEW)."""
+    row = "OLD" if event == "DELETE" else "NEW"
+    item_id = f"{row}.item_id" if item else "NULL"
+    return (f"AFTER {event} ON {table} BEGIN INSERT INTO review_history "
+            "(at, call_id, item_id, inspector, what, old_value, new_value, source) "
+            f"VALUES (strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), {row}.call_id, {item_id}, "
+            f"{row}.inspector, '{what}', {old}, {new}, {source}); END")
+
+
 TRIGGERS = {
-    "reviews_added": f"""AFTER INSERT ON reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NEW.item_id, NEW.inspector, 'score', NULL, NEW.inspector_score, NEW.source);
-        END""",
-    "reviews_changed": f"""AFTER UPDATE ON reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NEW.item_id, NEW.inspector, 'score',
-                json_object('score', OLD.inspector_score, 'inspector', OLD.inspector), NEW.inspector_score, NEW.source);
-        END""",
-    "reviews_removed": f"""AFTER DELETE ON reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, OLD.call_id, OLD.item_id, OLD.inspector, 'score removed', OLD.inspector_score, NULL,
-                OLD.source); END""",
-    "second_reviews_added": f"""AFTER INSERT ON second_reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NEW.item_id, NEW.inspector, 'second opinion', NULL, NEW.inspector_score,
-                'workbench'); END""",
-    "second_reviews_changed": f"""AFTER UPDATE ON second_reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NEW.item_id, NEW.inspector, 'second opinion', OLD.inspector_score,
-                NEW.inspector_score, 'workbench'); END""",
-    "second_reviews_removed": f"""AFTER DELETE ON second_reviews BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, OLD.call_id, OLD.item_id, OLD.inspector, 'second opinion removed', OLD.inspector_score,
-                NULL, 'workbench'); END""",
-    "review_notes_added": f"""AFTER INSERT ON review_notes BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NULL, NEW.inspector, 'notes', NULL, {_NOTE.format(t='NEW')}, 'workbench');
-        END""",
-    "review_notes_changed": f"""AFTER UPDATE ON review_notes BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NULL, NEW.inspector, 'notes', {_NOTE.format(t='OLD')},
-                {_NOTE.format(t='NEW')}, 'workbench'); END""",
-    "assignments_added": f"""AFTER INSERT ON assignments BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, NEW.call_id, NULL, NEW.inspector, 'assigned', NULL, NEW.assigned_by, 'workbench'); END""",
-    "assignments_removed": f"""AFTER DELETE ON assignments BEGIN INSERT INTO review_history
-        (at, call_id, item_id, inspector, what, old_value, new_value, source)
-        VALUES ({_STAMP}, OLD.call_id, NULL, OLD.inspector, 'unassigned', OLD.assigned_by, NULL, 'workbench'); END""",
+    "reviews_added": _history("INSERT", "reviews", "score", "NULL", "NEW.inspector_score", "NEW.source"),
+    "reviews_changed": _history("UPDATE", "reviews", "score",
+                                "json_object('score', OLD.inspector_score, 'inspector', OLD.inspector)",
+                                "NEW.inspector_score", "NEW.source"),
+    "reviews_removed": _history("DELETE", "reviews", "score removed", "OLD.inspector_score", "NULL", "OLD.source"),
+    "second_reviews_added": _history("INSERT", "second_reviews", "second opinion", "NULL", "NEW.inspector_score"),
+    "second_reviews_changed": _history("UPDATE", "second_reviews", "second opinion", "OLD.inspector_score",
+                                       "NEW.inspector_score"),
+    "second_reviews_removed": _history("DELETE", "second_reviews", "second opinion removed", "OLD.inspector_score",
+                                       "NULL"),
+    "review_notes_added": _history("INSERT", "review_notes", "notes", "NULL", _NOTE.format(t="NEW"), item=False),
+    "review_notes_changed": _history("UPDATE", "review_notes", "notes", _NOTE.format(t="OLD"), _NOTE.format(t="NEW"),
+                                     item=False),
+    "assignments_added": _history("INSERT", "assignments", "assigned", "NULL", "NEW.assigned_by", item=False),
+    "assignments_removed": _history("DELETE", "assignments", "unassigned", "OLD.assigned_by", "NULL", item=False),
     "review_history_kept": """BEFORE UPDATE ON review_history BEGIN
         SELECT RAISE(ABORT, 'review_history is append-only'); END""",
     "review_history_not_deleted": """BEFORE DELETE ON review_history BEGIN
@@ -187,7 +175,7 @@ def submit_review(store: Store, submission: Submission, role: str, calibration_s
         if missing:
             raise ReviewRefused(f"item {missing[0]} has no score: every item must be scored")
         for item_id, score in submission.scores.items():
-            problem = _review_problem({"call_id": submission.call_id, "item_id": item_id,
+            problem = review_problem({"call_id": submission.call_id, "item_id": item_id,
                                        "inspector_score": score}, items)
             if problem:
                 raise ReviewRefused(problem)

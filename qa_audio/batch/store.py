@@ -514,7 +514,7 @@ class Store:
                     found = self.conn.execute("SELECT item_id, points, score, data FROM rubric_items WHERE call_id=?",
                                               (call_id,)).fetchall()
                     items[call_id] = {r["item_id"]: r for r in found} if self.has_call(call_id) else None
-                reason = _review_problem(row, items.get(call_id) if isinstance(call_id, str) else None)
+                reason = review_problem(row, items.get(call_id) if isinstance(call_id, str) else None)
                 pair = (str(call_id), str(row.get("item_id")))
                 if reason is None and pair in seen:
                     reason = f"call {_short(pair[0])} item {pair[1]} is already scored at {seen[pair]}"
@@ -630,7 +630,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _review_problem(row: dict[str, Any], items: dict[str, sqlite3.Row] | None) -> str | None:
+def review_problem(row: dict[str, Any], items: dict[str, sqlite3.Row] | None) -> str | None:
     """Why a review row cannot be stored (None: it can); ``items`` are the call's rubric items, None
     when the call is not in the store."""
     if row.get("problem"):

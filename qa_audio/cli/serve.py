@@ -70,16 +70,11 @@ def serve(
 
 def _workbench(db: Path, rules: Path | None, secure_cookies: bool):
     """The Flask app over ``db`` (its tables made or upgraded first), and its settings; exit 3 on bad setup."""
-    from qa_audio.rule_files import RuleFileError
     from qa_audio.workbench.app import create_app
 
-    store = _store(db)
-    store.close()
-    try:
-        settings = _settings(rules)
-        return create_app(db, settings, rules_dir=rules, secure_cookies=secure_cookies), settings
-    except RuleFileError as exc:
-        _fail(str(exc), EXIT_BAD_SETUP)
+    _store(db).close()
+    settings = _settings(rules)
+    return create_app(db, settings, rules_dir=rules, secure_cookies=secure_cookies), settings
 
 
 def _settings(rules: Path | None):

@@ -57,7 +57,7 @@ def render_html(analysis: CallAnalysis, audio_path: Path) -> str:
         f"{LEGEND}</section>",
         f"<section><h2>{_e(rubric.title)}（预填）</h2>{_sheet_table(rubric)}{_footer(rubric)}</section>",
         f"<section><h2>对话转写</h2>{_transcript(analysis)}</section>",
-        f"<script>{JS}</script></body></html>",
+        f"<script>{PLAYER_JS.read_text(encoding='utf-8')}</script></body></html>",
     ]
     return "\n".join(parts) + "\n"
 
@@ -193,7 +193,7 @@ def _sheet_table(rubric: RubricResult, low_confidence: float = 0.6) -> str:
         low = " low" if item.confidence is not None and item.confidence < low_confidence else ""
         basis = "<br>".join(_e(b) for b in item.basis)
         band = f"<div>{_e(item.band)}</div>" if item.band else ""
-        evidence = "".join(f"<li>{seek_link(e.start)} {_e(_who_and_note(e.role, e.note))}"
+        evidence = "".join(f"<li>{seek_link(e.start)} {_e(who_and_note(e.role, e.note))}"
                            + (f"：<q>{_e(e.text)}</q>" if e.text else "") + "</li>"
                            for e in item.evidence)
         rows.append(f'<tr class="{_e(status)}"><td>{_e(item.id)}</td><td>{_e(item.name)}</td>'
@@ -206,7 +206,7 @@ def _sheet_table(rubric: RubricResult, low_confidence: float = 0.6) -> str:
     return "".join(rows)
 
 
-def _who_and_note(role: str, note: str) -> str:
+def who_and_note(role: str, note: str) -> str:
     """The evidence note, led by who said it unless the note already names them."""
     who = ROLE_NAMES.get(role, "") if role != "none" else ""
     return note if not who or note.startswith(who) else f"{who} {note}"
@@ -262,25 +262,5 @@ padding:8px}.todo{color:#999}
 .who{font-weight:bold;margin-right:8px}.turn .seek{margin-right:8px}.playing{background:#fffbea!important}
 """
 
-JS = """
-(function(){
-  var player=document.getElementById('player');
-  var geom=JSON.parse(document.getElementById('tl-geom').textContent);
-  function seek(t){player.currentTime=t;var p=player.play();if(p&&p.catch){p.catch(function(){});}}
-  document.querySelectorAll('[data-t]').forEach(function(el){
-    el.addEventListener('click',function(ev){ev.preventDefault();seek(parseFloat(el.getAttribute('data-t')));});
-  });
-  var svg=document.getElementById('timeline');
-  svg.addEventListener('click',function(ev){
-    if(ev.target.hasAttribute('data-t'))return;
-    var box=svg.getBoundingClientRect();var ux=(ev.clientX-box.left)*geom.width/box.width;
-    var t=(ux-geom.left)/geom.span*geom.duration;if(t>=0&&t<=geom.duration)seek(t);
-  });
-  var head=document.getElementById('playhead');
-  player.addEventListener('timeupdate',function(){
-    var x=geom.left+Math.min(player.currentTime,geom.duration)/geom.duration*geom.span;
-    head.setAttribute('x1',x);head.setAttribute('x2',x);
-  });
-  var m=/#t=([0-9.]+)/.exec(location.hash);if(m){player.currentTime=parseFloat(m[1]);}
-})();
-"""
+PLAYER_JS = Path(__file__).with_name("player.js")
+"""the player's and timeline's script, inlined here and served by the workbench"""

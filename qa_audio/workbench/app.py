@@ -42,8 +42,8 @@ from qa_audio.batch.reviews import (
     unassign,
 )
 from qa_audio.batch.store import Store
-from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, format_time
-from qa_audio.report.html import timeline_svg
+from qa_audio.labels import FLAG_NAMES, REASON_NAMES, ROLE_NAMES, STATUS_NAMES, format_time
+from qa_audio.report.html import PLAYER_JS, timeline_svg, who_and_note
 from qa_audio.schema import finding_from_dict, transcript_from_result
 from qa_audio.workbench import accounts, views
 from qa_audio.workbench.audio import RecordingCache, RecordingMissing
@@ -55,10 +55,6 @@ SESSION_COOKIE = "qa_session"
 LOGIN_COOKIE = "qa_login"
 CALL_ID = re.compile(r"[0-9a-f]{64}")
 MAX_NOTE = 5000
-REASON_NAMES = {"fatal": "致命", "low_confidence": "低置信度", "low_total": "低分", "random_sample": "抽检",
-                "routine": "常规"}
-TYPE_NAMES = {"mobile": "手机号", "id_card": "身份证号", "bank_card": "银行卡号", "landline": "座机号",
-              "email": "电子邮箱", "name": "姓名", "address": "地址", "long_number": "长数字"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'{nonce}; img-src 'self' data:; media-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'"
@@ -258,11 +254,18 @@ def create_app(db: Path | str, settings: WorkbenchSettings, rules_dir: Path | st
                     items=views.sheet_rows(result, chosen), turns=views.transcript_rows(result), mine=mine,
                     reviews=reviews, notes=notes, meta=meta, name=Path(row["path"]).name,
                     flags=json.loads(row["flags"] or "[]"), flag_names=FLAG_NAMES, role_names=ROLE_NAMES,
-                    status_names=STATUS_NAMES, type_names=TYPE_NAMES, format_time=format_time,
+                    who_and_note=who_and_note,
+                    status_names=STATUS_NAMES, format_time=format_time,
+                    type_names=(result.get("settings") or {}).get("personal_data", {}).get("types", {}),
                     score_text=views.score_text, masked=result.get("personal_data") or [],
                     originals=views.originals(result) if user.role in settings.show_originals_to else [],
                     history=history(conn, call_id) if user.role == "lead" else [],
                     calibration=is_calibration(call_id, settings.calibration_share), saved=request.args.get("saved"))
+
+    @app.get("/player.js")
+    def player_js() -> Response:
+        """The player's and timeline's script, the HTML report's own (qa_audio/report/player.js)."""
+        return send_file(PLAYER_JS, mimetype="text/javascript", max_age=0)
 
     @app.get("/calls/<call_id>/audio")
     def call_audio(call_id: str) -> Response:

@@ -1,44 +1,17 @@
-// The call page: evidence links seek the player, the timeline follows it, and the keyboard shortcuts.
-// No inline script (the Content-Security-Policy allows this file only); nothing is fetched but the page's audio.
+// The call page's evidence and keyboard shortcuts; the player and timeline are /player.js
+// (qa_audio/report/player.js, shared with the HTML report). No inline script: the
+// Content-Security-Policy allows these files only.
 (function () {
   'use strict';
   var player = document.getElementById('player');
   if (!player) { return; }
-  var geomNode = document.getElementById('tl-geom');
-  var geom = geomNode ? JSON.parse(geomNode.textContent) : null;
   var form = document.getElementById('review-form');
   var evidence = Array.prototype.slice.call(document.querySelectorAll('a.evidence'));
   var current = -1;
 
-  function seek(t) {
-    player.currentTime = t;
-    var p = player.play();
-    if (p && p.catch) { p.catch(function () {}); }
-  }
-  document.querySelectorAll('[data-t]').forEach(function (el) {
-    el.addEventListener('click', function (ev) {
-      ev.preventDefault();
-      var index = evidence.indexOf(el);
-      if (index >= 0) { mark(index); }
-      seek(parseFloat(el.getAttribute('data-t')));
-    });
+  evidence.forEach(function (link, index) {
+    link.addEventListener('click', function () { mark(index); });  // player.js seeks
   });
-  var svg = document.getElementById('timeline');
-  if (svg && geom) {
-    svg.addEventListener('click', function (ev) {
-      if (ev.target.hasAttribute('data-t')) { return; }
-      var box = svg.getBoundingClientRect();
-      var ux = (ev.clientX - box.left) * geom.width / box.width;
-      var t = (ux - geom.left) / geom.span * geom.duration;
-      if (t >= 0 && t <= geom.duration) { seek(t); }
-    });
-    var head = document.getElementById('playhead');
-    player.addEventListener('timeupdate', function () {
-      var x = geom.left + Math.min(player.currentTime, geom.duration) / geom.duration * geom.span;
-      head.setAttribute('x1', x); head.setAttribute('x2', x);
-    });
-  }
-
   function row(itemId) { return document.getElementById('item-' + itemId); }
   function mark(index) {
     evidence.forEach(function (a) { a.classList.remove('current'); });
@@ -52,8 +25,7 @@
   function step(by) {
     if (!evidence.length) { return; }
     var index = current < 0 ? (by > 0 ? 0 : evidence.length - 1) : (current + by + evidence.length) % evidence.length;
-    mark(index);
-    seek(parseFloat(evidence[index].getAttribute('data-t')));
+    evidence[index].click();
   }
   function confirmItem(itemId) {
     var r = row(itemId);
@@ -91,10 +63,4 @@
       if (item) { confirmItem(item); }
     }
   });
-  var m = /#t=([0-9.]+)/.exec(location.hash);
-  if (m) {
-    var t = parseFloat(m[1]);
-    if (player.readyState >= 1) { player.currentTime = t; }
-    else { player.addEventListener('loadedmetadata', function () { player.currentTime = t; }, {once: true}); }
-  }
 }());

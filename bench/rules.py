@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa_audio.checks.phrase_match import Heard, normalise  # noqa: E402
 from qa_audio.checks.rulebook import Rulebook, load_rulebook  # noqa: E402
 from qa_audio.checks.script import run_checks  # noqa: E402
+from qa_audio.phrase_match import Heard, normalise  # noqa: E402
 from qa_audio.schema import SpeechInterval, Transcript, Turn, Word  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qa_audio.schema import PersonalDataSpan
+    from qa_audio.schema import PersonalDataSpan, VocabularyCorrection
 
 ROLE_NAMES = {"agent": "坐席", "customer": "客户", "none": "无人"}
 
@@ -77,6 +77,11 @@ def describe_finding(f: dict[str, Any]) -> str:
     if rule == "customer_agitation":
         return f"客户情绪激动（指数 {f.get('value')}）"
     return RULE_NAMES.get(rule, rule)
+
+
+def describe_vocabulary(corrections: Iterable[VocabularyCorrection]) -> str:
+    """``[00:02] 心和通信→星河通信、[00:03] 宫号→工号`` for the reports: every rewrite, where it is."""
+    return "、".join(f"[{format_time(c.start)}] {c.heard}→{c.written}" for c in corrections)
 
 
 def describe_personal_data(spans: Iterable[PersonalDataSpan], type_names: dict[str, str]) -> str:

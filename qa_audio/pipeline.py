@@ -37,6 +37,7 @@ from qa_audio.schema import (
     RubricResult,
     ScriptDetails,
     Transcript,
+    VocabularyCorrection,
     Word,
     no_progress,
 )
@@ -44,6 +45,7 @@ from qa_audio.speech.asr import AsrOptions, DroppedText, Transcriber
 from qa_audio.speech.attribution import build_turns, snap_orphan_words, speaker_for, speaker_for_span
 from qa_audio.speech.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
 from qa_audio.speech.vad import SpeechOptions, speech_intervals
+from qa_audio.speech.vocabulary import correct_transcript, load_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class AnalyzeOptions:
     """auto, cpu or cuda: where faster-whisper and the diarizer run (``qa_audio/devices.py``)"""
     compute_type: str = "default"
     """CTranslate2's compute type; default: int8 on the CPU, float16 on a GPU"""
+    vocabulary: bool = True
+    """rewrite near-homophones of the deployment's words (rules/vocabulary.yaml) and list each rewrite;
+    False: ``--no-vocabulary``, the transcript as Whisper wrote it"""
     redact: bool = True
     """mask customers' personal data (rules/personal_data.yaml) before anything sees the words;
     False only to measure the masking itself (bench/redaction.py): no command turns it off"""
@@ -94,6 +99,8 @@ class CallAnalysis:
     """what was masked in ``transcript`` and ``dropped`` (both hold only the masked text)"""
     metadata: CallMetadata = field(default_factory=CallMetadata)
     """who took the call: from the file name (rules/deployment.yaml) or the 工号 heard"""
+    vocabulary_corrections: list[VocabularyCorrection] = field(default_factory=list)
+    """near-homophones of the deployment's words that ``transcript`` shows rewritten as the words"""
 
 
 class Analyzer:
@@ -114,6 +121,15 @@ class Analyzer:
         self._acoustic_bands = load_acoustic_bands(self.options.rules_dir)
         self._rubric_sheet = load_rubric(self.options.rules_dir)  # a bad sheet fails here, before any audio
         self._personal_data = load_personal_data_rules(self.options.rules_dir)
+        deployment = self._rulebook.deployment
+        self._vocabulary = load_vocabulary(
+            self.options.rules_dir,
+            [deployment.company_name, *deployment.company_aliases, *deployment.agent_id_keywords],
+            self._rulebook.settings)
+        if (self.options.vocabulary and self._vocabulary.hotwords == "everywhere"
+                and self.options.asr.hotwords is None):
+            self.options = replace(self.options, asr=replace(self.options.asr,
+                                                             hotwords=self._vocabulary.hotword_text()))
 
     @property
     def transcriber(self) -> Transcriber:
@@ -221,6 +237,13 @@ class Analyzer:
             transcript, dropped, personal_data = redact_call(transcript, dropped, self._personal_data)
         timings["redaction"] = time.perf_counter() - mark
 
+        # After the masks, so a rewrite's "heard" text can never hold what they hid.
+        mark = time.perf_counter()
+        corrections: list[VocabularyCorrection] = []
+        if self.options.vocabulary:
+            transcript, corrections = correct_transcript(transcript, self._vocabulary)
+        timings["vocabulary"] = time.perf_counter() - mark
+
         mark = time.perf_counter()
         if stereo:
             party_audio = dict(zip(speakers, audio.channels, strict=True))
@@ -245,6 +268,7 @@ class Analyzer:
             "asr": self.transcriber.settings(),
             "speakers": speaker_settings,
             "max_turn_gap": self.options.max_turn_gap,
+            "vocabulary": self._vocabulary.settings(self.options.vocabulary),
             "rules_dir": str(self.options.rules_dir) if self.options.rules_dir else "rules/ (shipped)",
             "personal_data": {**self._personal_data.settings(), "audio": asdict(self._personal_data.tone),
                               "redacted": self.options.redact},
@@ -252,7 +276,7 @@ class Analyzer:
         return CallAnalysis(audio=audio, transcript=transcript, roles=roles, dropped=dropped,
                             settings=settings, timings={k: round(v, 3) for k, v in timings.items()},
                             acoustics=acoustics, findings=findings, rubric=rubric, personal_data=personal_data,
-                            metadata=metadata)
+                            metadata=metadata, vocabulary_corrections=corrections)
 
 
 def heard_agent_id(findings: list[Finding]) -> str | None:

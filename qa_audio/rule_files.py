@@ -154,3 +154,13 @@ def require(mapping: Any, key: str, kind: type | tuple[type, ...], path: Path | 
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise RuleFileError(path, mapping.line_of(key), f"{key!r} must be {names}, not {value!r}")
     return value
+
+
+def number_between(mapping: Any, key: str, lo: float, hi: float, path: Path | str, *, lo_open: bool = False) -> float:
+    """``mapping[key]`` as a number in [``lo``, ``hi``] (``(lo, hi]`` with ``lo_open``), or a
+    :class:`RuleFileError` at its line."""
+    value = float(require(mapping, key, (int, float), path))
+    if not (lo < value if lo_open else lo <= value) or value > hi:
+        bracket = "(" if lo_open else "["
+        raise RuleFileError(path, mapping.line_of(key), f"{key!r} must be in {bracket}{lo:g}, {hi:g}], not {value:g}")
+    return value

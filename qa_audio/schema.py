@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 """Of the ``analyze`` JSON: minor for fields added, major for fields removed, renamed or re-typed."""
 
 Role = Literal["agent", "customer"]
@@ -117,6 +117,32 @@ def transcript_from_result(result: dict[str, Any]) -> Transcript:
         speech=[SpeechInterval(s["speaker"], float(s["start"]), float(s["end"])) for s in speech],
         roles={s["speaker"]: s["role"] for s in speech if s.get("role")},
     )
+
+
+# --------------------------------------------------------------------------- transcript → vocabulary
+
+
+@dataclass(frozen=True)
+class VocabularyCorrection:
+    """A near-homophone of a listed word (rules/vocabulary.yaml) rewritten as the word.
+
+    ``heard`` is what Whisper wrote, ``written`` what the transcript now says; ``score`` how alike
+    they sound (pinyin, 0-1) and ``probability`` Whisper's own, lowest over the rewritten characters.
+    """
+
+    speaker: str
+    role: str
+    start: float
+    end: float
+    heard: str
+    written: str
+    score: float
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"speaker": self.speaker, "role": self.role, "start": self.start, "end": self.end,
+                "heard": self.heard, "written": self.written, "score": self.score,
+                "probability": self.probability}
 
 
 # --------------------------------------------------------------------------- transcript → personal data
@@ -610,6 +636,7 @@ __all__ = [
     "CountDetails", "EmpathyDetails", "Evidence", "Finding", "FindingDetails", "ForbiddenPhraseDetails",
     "InterruptionDetails", "LastSpeakerDetails", "PersonalDataPart", "PersonalDataSpan", "PhraseHit",
     "ProgressHook", "Role", "RubricItemResult",
-    "RubricResult", "ScriptDetails", "SilenceDetails", "SpeechInterval", "Transcript", "Turn", "Word",
+    "RubricResult", "ScriptDetails", "SilenceDetails", "SpeechInterval", "Transcript", "Turn",
+    "VocabularyCorrection", "Word",
     "finding_from_dict", "no_progress", "personal_data_from_dict", "round_json", "transcript_from_result",
 ]

@@ -164,7 +164,7 @@ def test_ogg_cut_at_a_page_boundary_is_truncated(tmp_path: Path, whole_ogg: Path
 # -- 4. jieba's cache stays in qa-audio's private folder -----------------------------------------
 
 _MATCH_SCRIPT = textwrap.dedent("""
-    from qa_audio.checks.phrase_match import Heard, MatchSettings, PhraseIndex, compile_phrase
+    from qa_audio.phrase_match import Heard, MatchSettings, PhraseIndex, compile_phrase
     settings = MatchSettings()
     index = PhraseIndex([compile_phrase("请", "politeness", settings)], settings)
     inside = index.find(Heard.from_pieces("agent", [("我想申请退款", 0.0, 2.0)]))

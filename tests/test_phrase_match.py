@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa_audio.checks.phrase_match import (
+from qa_audio.phrase_match import (
     Heard,
     MatchSettings,
     PhraseIndex,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from qa_audio.checks.phrase_match import normalise
 from qa_audio.checks.rulebook import Rulebook, load_rulebook
 from qa_audio.checks.script import run_checks
+from qa_audio.phrase_match import normalise
 from qa_audio.schema import Finding, SpeechInterval, Transcript, Turn, Word
 
 GREETING_2 = "您好，星河通信，工号1024为您服务，请问有什么可以帮您？"

@@ -245,6 +245,9 @@ def test_a_transcript_with_markup_is_escaped(bench):
     page = client.get(f"/calls/{ids[3]}").get_data(as_text=True)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert "<script>alert" not in page
+    rewrites = re.search(r'<p class="facts vocabulary" id="vocabulary">(.*?)</p>', page, re.S).group(1)
+    assert '<a class="seek" href="#t=1.25" data-t="1.25">' in rewrites, "each rewrite seeks the player"
+    assert "&lt;i&gt;心和通信→星河通信" in rewrites and "<i>" not in rewrites
 
 
 def test_the_recording_is_served_with_range_requests(bench):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa_audio.call_metadata import MetadataError, compile_file_pattern
-from qa_audio.checks.phrase_match import MatchSettings, Phrase, PhraseIndex, compile_phrase
+from qa_audio.phrase_match import MatchSettings, Phrase, PhraseIndex, compile_phrase
 from qa_audio.rule_files import LineDict, RuleFileError, load_rule_file, only_keys, require, rules_folder
 
 SEVERITIES = ("3-5", "0-2")

@@ -1,7 +1,7 @@
 """The rule checks: a :class:`Transcript` and a :class:`Rulebook` in, a list of findings out.
 
 Phrase checks (greeting, closing, forbidden phrases, ...) read the ASR words through the fuzzy
-matcher in :mod:`qa_audio.checks.phrase_match`. Timing checks (answer delay, silence, interruption, last
+matcher in :mod:`qa_audio.phrase_match`. Timing checks (answer delay, silence, interruption, last
 speaker) read the speech intervals from VAD / the diarizer, never ASR segment edges: a Whisper
 segment can span a pause, so its edges say nothing about when anyone spoke. Only when a transcript
 has no speech intervals at all do the timing checks fall back to word times.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qa_audio.checks.phrase_match import READING_DIGITS, Heard, HeardChar, Hit, best_per_span, digit_of
 from qa_audio.checks.rulebook import PartsRule, Rulebook
+from qa_audio.phrase_match import READING_DIGITS, Heard, HeardChar, Hit, best_per_span, digit_of
 from qa_audio.schema import (
     NO_ROLE,
     AnswerDelayDetails,

@@ -19,7 +19,14 @@ from typing import Annotated
 import typer
 
 from qa_audio import privacy
-from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP, ComputeTypeOption, Device, DeviceOption
+from qa_audio.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_BAD_SETUP,
+    ComputeTypeOption,
+    Device,
+    DeviceOption,
+    VocabularyOption,
+)
 from qa_audio.cli.common import configure_logging as _configure_logging
 from qa_audio.cli.common import fail as _fail
 
@@ -77,6 +84,7 @@ def batch(
     asr_model: Annotated[str, typer.Option(help="As for analyze.")] = "base",
     device: DeviceOption = Device.auto,
     compute_type: ComputeTypeOption = "default",
+    vocabulary: VocabularyOption = True,
     beam_size: Annotated[int, typer.Option(min=1, max=10, help="ASR beam width.")] = 5,
     asr_batch_size: Annotated[int, typer.Option(min=0, max=64, help="Speech chunks the ASR decodes "
                                                 "together; 0 decodes one 30-s window after another "
@@ -119,7 +127,7 @@ def batch(
     options = BatchOptions(
         analyze=AnalyzeOptions(asr=AsrOptions(model=asr_model, beam_size=beam_size, batch_size=asr_batch_size),
                                agent_channel=agent_channel, rules_dir=rules, device=device.value,
-                               compute_type=compute_type),
+                               compute_type=compute_type, vocabulary=vocabulary),
         workers=workers, threads=threads, max_duration=max_duration * 3600, retry_failed=retry_failed,
         engine=engine.value, scheduler=scheduler, metadata=given,
         extensions=tuple(e.strip() if e.strip().startswith(".") else "." + e.strip()

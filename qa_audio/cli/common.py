@@ -26,6 +26,10 @@ class Device(StrEnum):
 
 DeviceOption = Annotated[Device, typer.Option(help="Where the ASR and the diarizer run: auto (a CUDA GPU where "
                                               "there is one, else the CPU), cpu or cuda.")]
+VocabularyOption = Annotated[bool, typer.Option(
+    "--vocabulary/--no-vocabulary",
+    help="Rewrite near-homophones of the deployment's words (rules/vocabulary.yaml: 心和通信 → 星河通信) "
+         "and list each rewrite; --no-vocabulary keeps the words as the recogniser wrote them.")]
 ComputeTypeOption = Annotated[str, typer.Option(help="CTranslate2's compute type (int8, float16, float32, …); "
                                                 "default: int8 on the CPU, float16 on a GPU.")]
 

@@ -16,7 +16,14 @@ from typing import Annotated
 import typer
 
 from qa_audio import __version__, privacy
-from qa_audio.cli.common import EXIT_BAD_INPUT, EXIT_BAD_SETUP, ComputeTypeOption, Device, DeviceOption
+from qa_audio.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_BAD_SETUP,
+    ComputeTypeOption,
+    Device,
+    DeviceOption,
+    VocabularyOption,
+)
 from qa_audio.cli.common import configure_logging as _configure_logging
 from qa_audio.cli.common import fail as _fail
 from qa_audio.cli.common import one_line as _one_line
@@ -66,6 +73,7 @@ def analyze(
                                                "rules/).", file_okay=False)] = None,
     device: DeviceOption = Device.auto,
     compute_type: ComputeTypeOption = "default",
+    vocabulary: VocabularyOption = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each stage.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -90,6 +98,7 @@ def analyze(
         rules_dir=rules,
         device=device.value,
         compute_type=compute_type,
+        vocabulary=vocabulary,
     )
     warning = probe_long_recording(audio)
     if warning:

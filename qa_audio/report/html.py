@@ -14,7 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, describe_personal_data, format_time
+from qa_audio.labels import (
+    FLAG_NAMES,
+    ROLE_NAMES,
+    STATUS_NAMES,
+    describe_personal_data,
+    describe_vocabulary,
+    format_time,
+)
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.redact.audio import BROWSER_WAV_SUBTYPES, redacted_audio_bytes
 from qa_audio.redact.rules import ToneSettings
@@ -103,7 +110,7 @@ def _header_facts(analysis: CallAnalysis, duration: float) -> str:
     total = f"{rubric.total}/{rubric.max_total}"
     return (f'<p class="facts">时长 {format_time(duration)} · {_e(audio.format)} {_e(audio.encoding)} · '
             f'{_e(audio.channel_count)} 声道 · 角色判定 {_e(roles.method)} '
-            f'（置信度 {roles.confidence:.2f}）</p>{_masked_note(analysis)}'
+            f'（置信度 {roles.confidence:.2f}）</p>{_masked_note(analysis)}{_vocabulary_note(analysis)}'
             f'<p class="total"><b>合计 {_e(total)}</b> {flags}</p>'
             f'<p class="summary">{_e(rubric.summary)}</p>')
 
@@ -114,6 +121,13 @@ def _masked_note(analysis: CallAnalysis) -> str:
     names = analysis.settings.get("personal_data", {}).get("types", {})
     return (f'<p class="facts masked">已遮蔽客户信息：{_e(describe_personal_data(analysis.personal_data, names))}'
             "（转写中以 * 显示，录音中以提示音替换）</p>")
+
+
+def _vocabulary_note(analysis: CallAnalysis) -> str:
+    if not analysis.vocabulary_corrections:
+        return ""
+    return (f'<p class="facts vocabulary">热词更正（识别结果按热词表改写）：'
+            f'{_e(describe_vocabulary(analysis.vocabulary_corrections))}</p>')
 
 
 def timeline_svg(transcript: Transcript, findings: list[Finding], duration: float) -> str:

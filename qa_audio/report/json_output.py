@@ -35,6 +35,7 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
             for speaker, d in analysis.dropped
         ],
         "personal_data": [span.to_dict() for span in analysis.personal_data],
+        "vocabulary_corrections": [c.to_dict() for c in analysis.vocabulary_corrections],
         "findings": [f.to_dict() for f in analysis.findings],
         "acoustics": analysis.acoustics.to_dict() if analysis.acoustics else None,
         "timings": analysis.timings,

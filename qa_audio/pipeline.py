@@ -42,7 +42,13 @@ from qa_audio.schema import (
     no_progress,
 )
 from qa_audio.speech.asr import AsrOptions, DroppedText, Transcriber
-from qa_audio.speech.attribution import build_turns, snap_orphan_words, speaker_for, speaker_for_span
+from qa_audio.speech.attribution import (
+    build_turns,
+    snap_orphan_words,
+    speaker_for,
+    speaker_for_span,
+    wordless_turns,
+)
 from qa_audio.speech.roles import RoleAssignment, assign_by_channel, assign_by_cues, load_role_cues
 from qa_audio.speech.vad import SpeechOptions, speech_intervals
 from qa_audio.speech.vocabulary import correct_transcript, load_vocabulary
@@ -67,6 +73,9 @@ class AnalyzeOptions:
     worker cores / workers"""
     max_turn_gap: float = 1.5
     """a pause longer than this inside one speaker's words starts a new turn"""
+    wordless_turn_min_s: float = 0.3
+    """speech at least this long with no word in it (a 再见 the ASR missed) is still a turn, marked
+    unintelligible"""
     device: str = "auto"
     """auto, cpu or cuda: where faster-whisper and the diarizer run (``qa_audio/devices.py``)"""
     compute_type: str = "default"
@@ -199,16 +208,21 @@ class Analyzer:
             # instead of ~40% one after the other (measured, 2 cores).  torch and CTranslate2 both
             # release the GIL while they compute.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize") as pool:
-                diarized = pool.submit(_timed, diarizer, mixed, MODEL_SAMPLE_RATE, progress=progress)
+                diarized = pool.submit(_timed, diarizer.diarize, mixed, MODEL_SAMPLE_RATE, progress=progress)
                 mark = time.perf_counter()
                 heard = transcriber.decode(mixed, progress=progress)
-                speech, timings["speakers"] = diarized.result()
+                diarization, timings["speakers"] = diarized.result()
             speaker_settings = {"method": "diarization", **diarizer.settings()}
-            if not speech:
+            if not diarization.speech:
                 raise AudioError(audio.path, "no speech found (only noise or silence)")
             # the diarizer's speech says where the ASR's second pass should look
-            result = transcriber.finish(transcriber.fill_gaps(mixed, heard, [(s.start, s.end) for s in speech]))
+            result = transcriber.finish(transcriber.fill_gaps(mixed, heard,
+                                                              [(s.start, s.end) for s in diarization.speech]))
             timings["asr"] = time.perf_counter() - mark
+            # the words' pauses show changes the segmentation missed (a short reply glued to a question)
+            mark = time.perf_counter()
+            speech = diarizer.relabel(mixed, diarization, [(w.start, w.end) for w in result.words])
+            timings["speakers"] += time.perf_counter() - mark
             words = [(speaker_for(w, speech), w) for w in snap_orphan_words(result.words, speech)]
             dropped = [(speaker_for_span(d.start, d.end, speech), d) for d in result.dropped]
             progress("diarize", completed=1, total=1)
@@ -226,6 +240,8 @@ class Analyzer:
                 text_by_speaker.setdefault(interval.speaker, "")
             roles = assign_by_cues(text_by_speaker, speech[0].speaker, self._role_cues)
         turns = build_turns(words, roles.roles, self.options.max_turn_gap)
+        turns = sorted(turns + wordless_turns(turns, speech, roles.roles, self.options.wordless_turn_min_s),
+                       key=lambda t: (t.start, t.speaker))
         transcript = Transcript(duration=audio.duration, turns=turns, speech=speech, roles=roles.roles)
         timings["transcript"] = time.perf_counter() - mark
 

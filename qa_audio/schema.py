@@ -84,12 +84,16 @@ class Turn:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    unintelligible: bool = False
+    """speech the ASR wrote no word for (a short reply, unclear speech): it still takes its turn, so
+    turn-taking and who spoke last stay right, with empty ``text``"""
 
     def to_dict(self) -> dict[str, Any]:
         return {"speaker": self.speaker, "role": self.role, "start": self.start, "end": self.end,
                 "text": self.text,
                 "words": [{"start": w.start, "end": w.end, "text": w.text, "probability": w.probability}
-                          for w in self.words]}
+                          for w in self.words],
+                "unintelligible": self.unintelligible}
 
 
 @dataclass
@@ -112,7 +116,8 @@ def transcript_from_result(result: dict[str, Any]) -> Transcript:
         turns=[Turn(speaker=t.get("speaker", ""), role=t.get("role", "customer"), start=float(t["start"]),
                     end=float(t["end"]), text=t.get("text", ""),
                     words=[Word(float(w["start"]), float(w["end"]), w.get("text", ""),
-                                float(w.get("probability", 1.0))) for w in t.get("words") or []])
+                                float(w.get("probability", 1.0))) for w in t.get("words") or []],
+                    unintelligible=bool(t.get("unintelligible", False)))
                for t in result.get("turns") or []],
         speech=[SpeechInterval(s["speaker"], float(s["start"]), float(s["end"])) for s in speech],
         roles={s["speaker"]: s["role"] for s in speech if s.get("role")},

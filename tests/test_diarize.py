@@ -7,6 +7,7 @@ round trip, back to 16 kHz).  Runs offline (HF_HUB_OFFLINE=1); ~30-60 s on 2 cor
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -242,3 +243,24 @@ def test_silence_and_short_input(diarizer) -> None:
     assert diarizer(np.zeros(100, np.float32)) == []
     with pytest.raises(ValueError):
         diarizer(np.zeros(SR, np.float32), sample_rate=8000)
+
+
+def test_a_short_reply_the_segmentation_glued_to_a_question_is_given_back(diarizer) -> None:
+    """call06 at 46-56 s: the segmentation keeps the agent's long answer and the customer's 好的，谢谢你
+    (0.36 s later) as one interval; the words' pause lets relabel() embed the reply on its own."""
+    from qa_audio.audio import load_audio
+    from tests.helpers import SAMPLE_CALLS
+
+    truth = json.loads((SAMPLE_CALLS / "call06_customer_unsure.truth.json").read_text(encoding="utf-8"))
+    samples = load_audio(SAMPLE_CALLS / truth["file"]).mono()
+    diarization = diarizer.diarize(samples)
+    reply = next(t for t in truth["turns"] if t["text"] == "好的，谢谢你。")
+    before = [s for s in diarization.speech if s.start < reply["end"] and s.end > reply["start"]]
+    assert len(before) == 1 and before[0].start < reply["start"] - 5, "the segmentation glued the reply on"
+    agent = before[0].speaker
+    words = [(t["start"], t["end"]) for t in truth["turns"]]  # one "word" per turn: the pauses are the truth's
+    after = diarizer.relabel(samples, diarization, words)
+    covering = [s for s in after if s.start <= (reply["start"] + reply["end"]) / 2 <= s.end]
+    assert [s.speaker for s in covering] != [agent] and all(s.speaker != agent for s in covering)
+    assert any(s.speaker == agent and s.start < reply["start"] - 5 for s in after), "the answer stays the agent's"
+    assert diarizer.relabel(samples, diarization, []) == diarization.speech

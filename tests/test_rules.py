@@ -74,6 +74,17 @@ def test_greeting_agent_id_from_digits_alone(rb: Rulebook) -> None:
     assert g.details.agent_id_digits == "1024"
 
 
+@pytest.mark.parametrize(("text", "digits", "level"), [
+    ("你好，星河通信，宫后午三零七位您服务，请问有什么可以帮您", "5307", 2),  # call14: 午 for 五, keyword off
+    ("你好，星河通信，宫后午就三零七位您服务，请问有什么可以帮您", "", 1),    # two homophones: not a number
+    ("你好，星河通信，宫后一午三零七位您服务，请问有什么可以帮您", "", 1),    # five digits: not a 工号
+    ("你好，播号302要为您服务，请问有什么可以帮您", "3021", 0),              # h02: 要 for 幺, last
+])
+def test_greeting_agent_id_with_one_digit_misheard(rb: Rulebook, text: str, digits: str, level: int) -> None:
+    g = one(run_checks(call(standard([], greeting=text)), rb), "greeting")
+    assert (g.details.agent_id_digits, g.details.level) == (digits, level)
+
+
 def test_greeting_homophone_digits_after_keyword(rb: Rulebook) -> None:
     g = one(run_checks(call(standard([], greeting="您好星河通信功耗要零二久为您服务请问有什么可以帮您")), rb),
             "greeting")

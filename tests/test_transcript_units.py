@@ -145,3 +145,46 @@ def test_uncovered_finds_speech_that_no_word_covers() -> None:
     heard += words("好的", 3.0, 0.75)  # 3.0-4.5 s
     assert _uncovered(regions, heard, 0.8) == [(4.5, 6.0), (10.0, 11.2)]  # 8.0-8.5 is too short
     assert _uncovered(regions, heard, 2.0) == []
+
+
+def test_speech_without_words_is_still_a_turn_marked_unintelligible() -> None:
+    from qa_audio.speech.attribution import wordless_turns
+
+    roles = {"CH0": "agent", "CH1": "customer"}
+    words = [("CH0", Word(0.5, 0.9, "请问", 0.9)), ("CH0", Word(0.9, 1.6, "还有什么可以帮您？", 0.9)),
+             ("CH1", Word(2.0, 2.6, "没有了。", 0.8))]
+    turns = build_turns(words, roles, 1.5)
+    speech = [SpeechInterval("CH0", 0.45, 1.65), SpeechInterval("CH1", 1.95, 2.65),
+              SpeechInterval("CH1", 3.40, 3.88),   # 再见: heard by the VAD, no word
+              SpeechInterval("CH0", 3.95, 4.10),   # a click: too short to be a turn
+              SpeechInterval("CH0", 1.0, 1.4)]     # inside the agent's own turn: already there
+    added = wordless_turns(turns, speech, roles, 0.3)
+    assert [(t.speaker, t.role, t.start, t.end, t.text, t.words, t.unintelligible) for t in added] == [
+        ("CH1", "customer", 3.40, 3.88, "", [], True)]
+    assert not any(t.unintelligible for t in turns)
+
+
+def test_an_unintelligible_turn_survives_the_json() -> None:
+    from qa_audio.schema import Turn, transcript_from_result
+
+    turn = Turn("CH1", "customer", 3.4, 3.88, "", [], unintelligible=True)
+    back = transcript_from_result({"turns": [turn.to_dict()], "speech": []}).turns[0]
+    assert back == turn and turn.to_dict()["unintelligible"] is True
+    legacy = {**turn.to_dict(), "unintelligible": None}  # a result from before schema 1.6
+    assert transcript_from_result({"turns": [legacy]}).turns[0].unintelligible is False
+
+
+def test_a_reply_word_timed_into_the_end_of_the_question_goes_to_the_replier() -> None:
+    """h02: base timed the agent's 祝 (of 祝您生活愉快) 36.93-37.55, the customer's speech ends at 37.13."""
+    from qa_audio.speech.attribution import snap_orphan_words
+
+    speech = [SpeechInterval("SPEAKER_01", 33.95, 37.13), SpeechInterval("SPEAKER_00", 38.04, 40.16)]
+    heard = [Word(36.47, 36.93, "看看", 0.98), Word(36.93, 37.55, "祝", 0.98), Word(38.24, 38.4, "您", 0.9),
+             Word(38.4, 38.8, "生活", 0.9)]
+    snapped = snap_orphan_words(heard, speech)
+    assert [speaker_for_span(w.start, w.end, speech) for w in snapped] == [
+        "SPEAKER_01", "SPEAKER_00", "SPEAKER_00", "SPEAKER_00"]
+    assert (snapped[1].start, snapped[1].end) == (38.04, 38.24), "at the start of the reply, before its next word"
+    # the end of a sentence stretched into the pause before the same speaker goes on stays put
+    same = [SpeechInterval("A", 33.95, 37.13), SpeechInterval("A", 38.04, 40.16)]
+    assert snap_orphan_words(heard, same)[1] == heard[1]

@@ -248,6 +248,8 @@ def test_a_transcript_with_markup_is_escaped(bench):
     rewrites = re.search(r'<p class="facts vocabulary" id="vocabulary">(.*?)</p>', page, re.S).group(1)
     assert '<a class="seek" href="#t=1.25" data-t="1.25">' in rewrites, "each rewrite seeks the player"
     assert "&lt;i&gt;心和通信→星河通信" in rewrites and "<i>" not in rewrites
+    assert re.search(r'data-t="39.20">00:39.2</a><span class="text">（听不清）</span>', page), \
+        "speech without words is a turn, shown as unintelligible"
 
 
 def test_the_recording_is_served_with_range_requests(bench):

@@ -35,6 +35,8 @@ def results() -> list[dict[str, Any]]:
     hostile = good_call()
     hostile["turns"] = copy.deepcopy(hostile["turns"])
     hostile["turns"][1]["text"] = "<script>alert('x')</script>我想查一下话费"
+    hostile["turns"].append({"speaker": "CH1", "role": "customer", "start": 39.2, "end": 39.7, "text": "",
+                             "words": [], "unintelligible": True})
     hostile["vocabulary_corrections"] = [{"speaker": "CH0", "role": "agent", "start": 1.25, "end": 2.4,
                                           "heard": "<i>心和通信", "written": "星河通信", "score": 0.963,
                                           "probability": 0.3}]

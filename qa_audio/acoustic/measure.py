@@ -440,6 +440,8 @@ def analyze_acoustics(
 
     collected: list[tuple[int, Turn, list[Span], _SpanMeasure]] = []
     for index, turn in enumerate(transcript.turns):
+        if turn.unintelligible:
+            continue  # no words: no pace to measure, and its voice may be anyone's noise
         audio = party_audio.get(turn.speaker)
         if audio is None:
             log.warning("no audio for speaker %r; turn %d not analysed", turn.speaker, index)

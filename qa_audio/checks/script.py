@@ -151,17 +151,20 @@ def _grade(rule: PartsRule, hits: list[Hit], extra_found: set[str]) -> tuple[int
 def _agent_id_digits(chars: list[HeardChar], keyword_hits: list[Hit], digits: int) -> tuple[bool, str]:
     """Whether a 工号 was given, and the digits heard.
 
-    A run of exactly ``digits`` numerals counts on its own. After a 工号 keyword, syllables that
-    sound like digits (要 for 幺, 久 for 九) are read as digits too, since that is where ASR puts
-    homophones of the number.
+    A run of exactly ``digits`` numerals counts on its own, and so does one in which a single
+    character only sounds like a digit (Whisper wrote 宫后午三零七 for 工号五三零七 on call14 and
+    播号302要 for 工号三零二幺 on h02: the keyword too far off to count, the number plain). After a
+    工号 keyword, every syllable that sounds like a digit (要 for 幺, 久 for 九) is read as one, since
+    that is where ASR puts homophones of the number.
     """
-    def run_at(i: int, loose: bool) -> str:
+    def run_at(i: int, homophones: int) -> str:
         out = []
         while i < len(chars):
             c = chars[i]
             d = digit_of(c.ch)
-            if d is None and loose:
+            if d is None and homophones > 0:
                 d = next((READING_DIGITS[r] for r in c.readings if r in READING_DIGITS), None)
+                homophones -= d is not None
             if d is None:
                 break
             out.append(d)
@@ -172,21 +175,24 @@ def _agent_id_digits(chars: list[HeardChar], keyword_hits: list[Hit], digits: in
     for h in keyword_hits:
         after = [i for i, c in enumerate(chars) if c.start >= h.end - 1e-6][:3]
         for i in after:
-            run = run_at(i, loose=True)
+            run = run_at(i, homophones=len(chars))
             if len(run) >= 2:
                 best = run
                 break
         if best:
             break
-    i = 0
-    while i < len(chars):
-        run = run_at(i, loose=False)
-        if run:
-            if len(run) == digits and len(best) != digits:
+    def digit_like(i: int) -> bool:
+        return 0 <= i < len(chars) and (digit_of(chars[i].ch) is not None
+                                        or any(r in READING_DIGITS for r in chars[i].readings))
+
+    for homophones in (0, 1):
+        i = 0
+        while i < len(chars) and len(best) != digits:
+            run = run_at(i, homophones)
+            # the whole number, not a piece of a longer one
+            if len(run) == digits and (homophones == 0 or not digit_like(i - 1) and not digit_like(i + digits)):
                 best = run
-            i += len(run)
-        else:
-            i += 1
+            i += max(1, len(run)) if homophones == 0 else 1
     return bool(keyword_hits) or len(best) == digits, best
 
 

@@ -18,6 +18,7 @@ from qa_audio.labels import (
     FLAG_NAMES,
     ROLE_NAMES,
     STATUS_NAMES,
+    UNINTELLIGIBLE,
     describe_personal_data,
     describe_vocabulary,
     format_time,
@@ -241,7 +242,7 @@ def _transcript(analysis: CallAnalysis) -> str:
     for turn in analysis.transcript.turns:
         role = turn.role
         rows.append(f'<div class="turn {_e(role)}"><span class="who">{_e(ROLE_NAMES.get(role, role))}</span>'
-                    f'{seek_link(turn.start)}<span class="text">{_e(turn.text)}</span></div>')
+                    f'{seek_link(turn.start)}<span class="text">{_e(turn.text or UNINTELLIGIBLE)}</span></div>')
     return f'<div class="transcript">{"".join(rows) or "<p>（无转写）</p>"}</div>'
 
 

@@ -6,6 +6,7 @@ from qa_audio.labels import (
     FLAG_NAMES,
     ROLE_NAMES,
     STATUS_NAMES,
+    UNINTELLIGIBLE,
     describe_personal_data,
     describe_vocabulary,
     format_time,
@@ -41,7 +42,7 @@ def render_transcript_markdown(analysis: CallAnalysis) -> str:
     for turn in analysis.transcript.turns:
         who = ROLE_NAMES.get(turn.role, turn.role)
         lines.append(f"- **[{format_time(turn.start)}–{format_time(turn.end)}] {who}** "
-                     f"({turn.speaker}): {turn.text}")
+                     f"({turn.speaker}): {turn.text or UNINTELLIGIBLE}")
     if analysis.dropped:
         lines += ["", "## 已删除的识别幻觉", ""]
         for speaker, d in analysis.dropped:

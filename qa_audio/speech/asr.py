@@ -13,7 +13,8 @@ What base does on telephone Mandarin, and what this module does about it:
   (``BatchedInferencePipeline``), measured 2.3x faster on a dense 3-minute call at the same CER;
 - a batched chunk is decoded in one go, and base sometimes ends it early: call01's closing customer
   turn ("那当然是有更好的帮助", the last 2 s of the chunk) was simply missing.  So speech that no
-  word covers (``GAP_MIN_S`` or longer) is decoded again, each stretch on its own.
+  word covers (``GAP_MIN_S`` or longer) is decoded again, each stretch on its own, and so is every
+  short utterance that no word touches (``SHORT_REPLY_MIN_S``: a 再见 of 0.5 s).
 - it hallucinates runs of one repeated character or phrase, mostly at the end of a file
   ("祈祈祈祈…"): such runs are dropped and reported in ``AsrResult.dropped``.
 """
@@ -37,8 +38,18 @@ PHANTOM_PHRASES = ("字幕由", "请不吝点赞", "订阅转发", "打赏支持
 # A unit of 1-4 characters said this many times in a row is a decoding loop, not speech:
 # real backchannels ("对对对对") stop at four.
 REPEAT_RUN_MIN = 5
-# Speech (Silero VAD, the ASR's settings) this long with no word in it is decoded a second time.
+# A word longer than this per character is a decoding collapse, not speech: on h01 (a fast Kokoro
+# greeting) base timed 帮 over 3.4 s and 您 over 8.7 s, covering a customer's whole reply and the
+# agent's next sentence, which it never wrote. Such words cover nothing: the second pass decodes
+# their stretch, and they give way to what it hears there.
+STRETCHED_S_PER_CHAR = 1.2
+# Speech (Silero VAD, the ASR's settings) this long with no word in it is decoded a second time...
 GAP_MIN_S = 0.8
+# ...and so is a whole stretch of speech this long that no word touches at all: a short reply (再见 in
+# 0.5 s, 没有了 in 0.65 s). Measured on the sample calls: decoding every 0.3-s gap instead, also those
+# between the words of a sentence, heard nothing there but junk (子, 灯, then) and raised the CER of
+# four calls by up to 0.08.
+SHORT_REPLY_MIN_S = 0.3
 # ...and what the second pass hears there is kept only if Whisper is this sure it is speech.
 GAP_MAX_NO_SPEECH_PROB = 0.6
 # A pause this long between two words ends a sentence (a breath between phrases is shorter).
@@ -159,8 +170,11 @@ class Transcriber:
             speech = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in get_speech_timestamps(samples, vad)]
         end_of_audio = samples.size / SAMPLE_RATE
         pad = opts.vad_speech_pad_ms / 1000
-        gaps = [(max(0.0, start - pad), min(end + pad, start + 30.0, end_of_audio))
-                for start, end in _uncovered(speech, words, GAP_MIN_S)]
+        stretched = [w for w in words if w.end - w.start > STRETCHED_S_PER_CHAR * max(1, _spoken_chars(w.text))]
+        covering = [w for w in words if w not in stretched]
+        stretches = sorted(set(_uncovered(speech, covering, GAP_MIN_S))
+                           | set(_untouched(speech, covering, SHORT_REPLY_MIN_S)))
+        gaps = [(max(0.0, start - pad), min(end + pad, start + 30.0, end_of_audio)) for start, end in stretches]
         if not gaps:
             return words
         segments, info = self._batched.transcribe(
@@ -169,10 +183,12 @@ class Transcriber:
             **{**self.decode_settings(), "vad_filter": False})
         found = [w for w in self._words(segments, info, None, GAP_MAX_NO_SPEECH_PROB)
                  if any(start <= w.start and w.end <= end for start, end in gaps)
-                 and not any(w.start < o.end and o.start < w.end for o in words)]
-        logger.info("decoded %d uncovered stretch(es) of speech again: %s -> %r", len(gaps),
-                    [(round(a, 2), round(b, 2)) for a, b in gaps], "".join(w.text for w in found))
-        return sorted(words + found, key=lambda w: (w.start, w.end))
+                 and not any(w.start < o.end and o.start < w.end for o in covering)]
+        kept = [w for w in stretched if not any(w.start < f.end and f.start < w.end for f in found)]
+        logger.info("decoded %d uncovered stretch(es) of speech again: %s -> %r (replacing %d stretched word(s))",
+                    len(gaps), [(round(a, 2), round(b, 2)) for a, b in gaps], "".join(w.text for w in found),
+                    len(stretched) - len(kept))
+        return sorted(covering + kept + found, key=lambda w: (w.start, w.end))
 
     def finish(self, words: list[Word]) -> AsrResult:
         """Drop decoding loops and stock phrases, and say what was dropped."""
@@ -233,6 +249,16 @@ def _uncovered(regions: list[tuple[float, float]], words: list[Word], min_length
         if end - cursor >= min_length:
             out.append((cursor, end))
     return out
+
+
+def _spoken_chars(text: str) -> int:
+    return sum(1 for ch in text if not _is_punctuation(ch))
+
+
+def _untouched(regions: list[tuple[float, float]], words: list[Word], min_length: float) -> list[tuple[float, float]]:
+    """Regions of at least ``min_length`` seconds that no word overlaps at all."""
+    return [(start, end) for start, end in regions
+            if end - start >= min_length and not any(w.start < end and start < w.end for w in words)]
 
 
 def _punctuate(text: str, following_raw: str | None, pause: float = 0.0) -> str:

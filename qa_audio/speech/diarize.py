@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,18 @@ class DiarizationOptions:
     third_speaker_min_duration: float = 4.0
     # Same-speaker pieces separated by less than this are merged in the output.
     merge_gap: float = 0.3
+    # Relabelling after ASR (``Diarizer.relabel``): a pause between two words at least this long
+    # inside one speaker's interval may be a change the segmentation missed (a short reply right
+    # after the other party's question: 没有了，谢谢 glued to the agent's 请问还有什么可以帮您).
+    # Each piece of such an interval at most ``relabel_max_piece`` long is embedded on its own and
+    # given to the other speaker when its embedding is nearer that speaker's centroid by more
+    # than ``relabel_margin`` (cosine similarity).  Measured on the 17 mono sample and personal-data
+    # calls (DER against the truth's turns, no collar): mean 3.4% -> 2.8%, worst 9.7% -> 6.1%
+    # (the customer's 没有了 of pd08 and pd01 and 好的，谢谢你 of call06 given back), no call worse; pauses of
+    # 0.2 and 0.25 s the same, margins 0 and 0.05 the same, 0.1 worse (2.9%).
+    relabel_min_pause: float = 0.25
+    relabel_max_piece: float = 3.0
+    relabel_margin: float = 0.05
     # torch intra-op threads while diarizing (0: all cores, at most 4).
     num_threads: int = 0
     # cpu or cuda (qa_audio/devices.py chooses): both models and the segmentation's batches go there.
@@ -111,6 +123,14 @@ class _Turn:
     embedding: np.ndarray | None = None
     weight: float = 0.0  # seconds of speech embedded
     label: int = -1
+
+
+@dataclass
+class Diarization:
+    """Who speaks when, and each speaker's voice (the unit centroid of their turns' CAM++ embeddings)."""
+
+    speech: list[SpeechInterval]
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Diarizer:
@@ -175,13 +195,21 @@ class Diarizer:
         sample_rate: int = SAMPLE_RATE,
         progress: ProgressHook = no_progress,
     ) -> list[SpeechInterval]:
+        return self.diarize(samples, sample_rate, progress).speech
+
+    def diarize(
+        self,
+        samples: np.ndarray,
+        sample_rate: int = SAMPLE_RATE,
+        progress: ProgressHook = no_progress,
+    ) -> Diarization:
         import torch
 
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"diarization expects {SAMPLE_RATE} Hz audio (got {sample_rate} Hz)")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if samples.size < SAMPLE_RATE // 2:
-            return []
+            return Diarization([])
         threads = self.options.num_threads or min(os.cpu_count() or 1, 4)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -194,13 +222,13 @@ class Diarizer:
             "diarized %.1f s in %.2f s: %d intervals, %d speakers",
             samples.size / SAMPLE_RATE,
             time.perf_counter() - t0,
-            len(result),
-            len({r.speaker for r in result}),
+            len(result.speech),
+            len({r.speaker for r in result.speech}),
         )
         return result
 
     # ------------------------------------------------------------------ pipeline
-    def _diarize(self, samples: np.ndarray, progress: ProgressHook) -> list[SpeechInterval]:
+    def _diarize(self, samples: np.ndarray, progress: ProgressHook) -> Diarization:
         import torch
 
         opt = self.options
@@ -223,7 +251,13 @@ class Diarizer:
         progress("clustering", completed=0, total=1)
         self._cluster(turns, local)
         progress("clustering", completed=1, total=1)
-        return self._intervals(turns, is_overlap)
+        speech, names = self._intervals(turns, is_overlap)
+        centroids = {}
+        for label, name in names.items():
+            own = [t for t in turns if t.label == label and t.embedding is not None]
+            if own:
+                centroids[name] = _centroid(np.stack([t.embedding for t in own]), np.array([t.weight for t in own]))
+        return Diarization(speech, centroids)
 
     def _chunk_offsets(self, num_chunks: int) -> np.ndarray:
         return np.round(np.arange(num_chunks) * self.options.step / self._frame_step).astype(int)
@@ -434,7 +468,7 @@ class Diarizer:
             else:
                 t.label = ks[0]
 
-    def _intervals(self, turns: list[_Turn], is_overlap: np.ndarray) -> list[SpeechInterval]:
+    def _intervals(self, turns: list[_Turn], is_overlap: np.ndarray) -> tuple[list[SpeechInterval], dict[int, str]]:
         opt = self.options
         fs = self._frame_step
         pieces: list[tuple[int, float, float]] = []
@@ -459,7 +493,67 @@ class Diarizer:
         for s, e, lab in flat:
             name = names.setdefault(lab, f"SPEAKER_{len(names):02d}")
             out.append(SpeechInterval(speaker=name, start=round(s, 3), end=round(e, 3)))
-        return out
+        return out, names
+
+    # ------------------------------------------------------------------ after ASR
+    def relabel(self, samples: np.ndarray, diarization: Diarization,
+                words: list[tuple[float, float]]) -> list[SpeechInterval]:
+        """The speech with short pieces the segmentation glued onto the other party given back.
+
+        ``words``: the ASR's word times on the same audio. Where two words inside one speaker's
+        interval are ``relabel_min_pause`` apart or more, the interval is cut there; each piece of
+        ``min_embedding_duration`` to ``relabel_max_piece`` seconds is embedded on its own and
+        moved to the speaker whose centroid is nearer by more than ``relabel_margin``.
+        """
+        import torch
+
+        from qa_audio.speech.embedding import fbank
+
+        opt = self.options
+        speech, centroids = diarization.speech, diarization.centroids
+        if len(centroids) < 2 or not words:
+            return speech
+        times = sorted(words)
+        cut_points = [(a_end + b_start) / 2 for (_, a_end), (b_start, _) in zip(times, times[1:], strict=False)
+                      if b_start - a_end >= opt.relabel_min_pause]
+        out: list[SpeechInterval] = []
+        moved = []
+        with torch.inference_mode():
+            for interval in speech:
+                inside = [c for c in cut_points if interval.start + opt.min_embedding_duration < c
+                          < interval.end - opt.min_embedding_duration]
+                if not inside or interval.speaker not in centroids:
+                    out.append(interval)
+                    continue
+                bounds = [interval.start, *inside, interval.end]
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                    speaker = interval.speaker
+                    if opt.min_embedding_duration <= b - a <= opt.relabel_max_piece:
+                        piece = samples[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)]
+                        emb = self._embedding.embed_features(fbank(piece))
+                        if np.all(np.isfinite(emb)):
+                            emb = emb / (np.linalg.norm(emb) + 1e-9)
+                            sims = {name: float(c @ emb) for name, c in centroids.items()}
+                            best = max(sims, key=sims.__getitem__)
+                            if best != speaker and sims[best] - sims[speaker] > opt.relabel_margin:
+                                moved.append((round(a, 2), round(b, 2), speaker, best))
+                                speaker = best
+                    out.append(SpeechInterval(speaker, round(a, 3), round(b, 3)))
+        if moved:
+            log.info("relabelled %d piece(s) after ASR: %s", len(moved), moved)
+        return _merge_touching(out)
+
+
+def _merge_touching(speech: list[SpeechInterval]) -> list[SpeechInterval]:
+    """Pieces of one speaker that touch (an interval cut and not relabelled) joined again."""
+    out: list[SpeechInterval] = []
+    for s in sorted(speech, key=lambda s: (s.start, s.speaker)):
+        last = next((o for o in reversed(out) if o.speaker == s.speaker), None)
+        if last is not None and s.start - last.end <= 1e-6:
+            out[out.index(last)] = SpeechInterval(s.speaker, last.start, max(last.end, s.end))
+        else:
+            out.append(s)
+    return sorted(out, key=lambda s: (s.start, s.speaker))
 
 
 def _centroid(x: np.ndarray, w: np.ndarray) -> np.ndarray:

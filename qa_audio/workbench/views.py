@@ -20,6 +20,7 @@ from typing import Any
 from qa_audio.batch.queue import QueueFilter, QueuePage, queue_page
 from qa_audio.batch.reviews import calibration_pivot
 from qa_audio.batch.store import item_bands
+from qa_audio.labels import UNINTELLIGIBLE
 from qa_audio.workbench.accounts import User
 from qa_audio.workbench.settings import WorkbenchSettings
 
@@ -217,7 +218,8 @@ def transcript_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for turn in result.get("turns") or []:
         start, end = float(turn.get("start", 0.0)), float(turn.get("end", 0.0))
-        rows.append({"role": turn.get("role", "customer"), "start": start, "end": end, "text": turn.get("text", ""),
+        rows.append({"role": turn.get("role", "customer"), "start": start, "end": end,
+                     "text": turn.get("text") or (UNINTELLIGIBLE if turn.get("unintelligible") else ""),
                      "evidence": any(a <= end and b >= start for a, b in spans)})
     return rows
 

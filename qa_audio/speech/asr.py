@@ -172,8 +172,12 @@ class Transcriber:
         pad = opts.vad_speech_pad_ms / 1000
         stretched = [w for w in words if w.end - w.start > STRETCHED_S_PER_CHAR * max(1, _spoken_chars(w.text))]
         covering = [w for w in words if w not in stretched]
-        stretches = sorted(set(_uncovered(speech, covering, GAP_MIN_S))
-                           | set(_untouched(speech, covering, SHORT_REPLY_MIN_S)))
+        long_gaps = _uncovered(speech, covering, GAP_MIN_S)
+        # a short reply inside a long gap's reach is decoded with it, not again on its own: the same
+        # audio decoded twice gives its words twice, interleaved (h05: 尊敬大家 inside 最真实的东西)
+        short = [(a, b) for a, b in _untouched(speech, covering, SHORT_REPLY_MIN_S)
+                 if not any(a < d + 2 * pad and c - 2 * pad < b for c, d in long_gaps)]
+        stretches = sorted(set(long_gaps) | set(short))
         gaps = [(max(0.0, start - pad), min(end + pad, start + 30.0, end_of_audio)) for start, end in stretches]
         if not gaps:
             return words

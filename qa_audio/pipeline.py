@@ -221,7 +221,8 @@ class Analyzer:
             timings["asr"] = time.perf_counter() - mark
             # the words' pauses show changes the segmentation missed (a short reply glued to a question)
             mark = time.perf_counter()
-            speech = diarizer.relabel(mixed, diarization, [(w.start, w.end) for w in result.words])
+            speech = diarizer.relabel(mixed, diarization, [(w.start, w.end) for w in result.words],
+                                      threads=self.options.threads or min(os.cpu_count() or 1, 4))
             timings["speakers"] += time.perf_counter() - mark
             words = [(speaker_for(w, speech), w) for w in snap_orphan_words(result.words, speech)]
             dropped = [(speaker_for_span(d.start, d.end, speech), d) for d in result.dropped]

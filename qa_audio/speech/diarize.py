@@ -101,14 +101,16 @@ class DiarizationOptions:
     # Relabelling after ASR (``Diarizer.relabel``): a pause between two words at least this long
     # inside one speaker's interval may be a change the segmentation missed (a short reply right
     # after the other party's question: 没有了，谢谢 glued to the agent's 请问还有什么可以帮您).
-    # Each piece of such an interval at most ``relabel_max_piece`` long is embedded on its own and
-    # given to the other speaker when its embedding is nearer that speaker's centroid by more
-    # than ``relabel_margin`` (cosine similarity).  Measured on the 17 mono sample and personal-data
-    # calls (DER against the truth's turns, no collar): mean 3.4% -> 2.8%, worst 9.7% -> 6.1%
-    # (the customer's 没有了 of pd08 and pd01 and 好的，谢谢你 of call06 given back), no call worse; pauses of
-    # 0.2 and 0.25 s the same, margins 0 and 0.05 the same, 0.1 worse (2.9%).
+    # Pieces at most ``relabel_max_piece`` long at the interval's ends are embedded on their own
+    # (their middle ``relabel_max_embedding`` s) and given to the other speaker when nearer that
+    # speaker's centroid by more than ``relabel_margin`` (cosine similarity).  Measured on the 26
+    # mono calls of sample_calls/, personal_data/ and hard/ (DER against the truth's turns, no
+    # collar): mean 4.1% -> 3.6%; pd08 9.7% -> 3.9%, pd01 4.6% -> 1.7%, call06 5.7% -> 3.9% (the
+    # customer's 没有了 and 好的，谢谢你 given back), no call worse; pauses of 0.2 and 0.25 s the
+    # same, margins 0 and 0.05 the same, 0.1 worse; 0.8 s on call14 (187 s).
     relabel_min_pause: float = 0.25
     relabel_max_piece: float = 3.0
+    relabel_max_embedding: float = 1.5
     relabel_margin: float = 0.05
     # torch intra-op threads while diarizing (0: all cores, at most 4).
     num_threads: int = 0
@@ -496,18 +498,21 @@ class Diarizer:
         return out, names
 
     # ------------------------------------------------------------------ after ASR
-    def relabel(self, samples: np.ndarray, diarization: Diarization,
-                words: list[tuple[float, float]]) -> list[SpeechInterval]:
+    def relabel(self, samples: np.ndarray, diarization: Diarization, words: list[tuple[float, float]],
+                threads: int = 0) -> list[SpeechInterval]:
         """The speech with short pieces the segmentation glued onto the other party given back.
 
         ``words``: the ASR's word times on the same audio. Where two words inside one speaker's
-        interval are ``relabel_min_pause`` apart or more, the interval is cut there; each piece of
-        ``min_embedding_duration`` to ``relabel_max_piece`` seconds is embedded on its own and
-        moved to the speaker whose centroid is nearer by more than ``relabel_margin``.
+        interval are ``relabel_min_pause`` apart or more, the interval is cut there. From each end
+        of the interval inwards, each piece of ``min_embedding_duration`` to ``relabel_max_piece``
+        seconds is embedded on its own (its middle, at most ``relabel_max_embedding`` s) and moved
+        to the speaker whose centroid is nearer by more than ``relabel_margin``, until a piece
+        stays: a missed change glues a reply onto the end of a question (or a question onto the
+        start of a reply), so only the ends need a look (embedding every piece cost 2-5 s on call14
+        for the same DER). ``threads``: torch threads (0: the options', else all cores up to 4; the
+        ASR is done when this runs).
         """
         import torch
-
-        from qa_audio.speech.embedding import fbank
 
         opt = self.options
         speech, centroids = diarization.speech, diarization.centroids
@@ -518,30 +523,55 @@ class Diarizer:
                       if b_start - a_end >= opt.relabel_min_pause]
         out: list[SpeechInterval] = []
         moved = []
-        with torch.inference_mode():
-            for interval in speech:
-                inside = [c for c in cut_points if interval.start + opt.min_embedding_duration < c
-                          < interval.end - opt.min_embedding_duration]
-                if not inside or interval.speaker not in centroids:
-                    out.append(interval)
-                    continue
-                bounds = [interval.start, *inside, interval.end]
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                    speaker = interval.speaker
-                    if opt.min_embedding_duration <= b - a <= opt.relabel_max_piece:
-                        piece = samples[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)]
-                        emb = self._embedding.embed_features(fbank(piece))
-                        if np.all(np.isfinite(emb)):
-                            emb = emb / (np.linalg.norm(emb) + 1e-9)
-                            sims = {name: float(c @ emb) for name, c in centroids.items()}
-                            best = max(sims, key=sims.__getitem__)
-                            if best != speaker and sims[best] - sims[speaker] > opt.relabel_margin:
-                                moved.append((round(a, 2), round(b, 2), speaker, best))
-                                speaker = best
-                    out.append(SpeechInterval(speaker, round(a, 3), round(b, 3)))
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads or opt.num_threads or min(os.cpu_count() or 1, 4))
+        try:
+            with torch.inference_mode():
+                for interval in speech:
+                    inside = [c for c in cut_points if interval.start + opt.min_embedding_duration < c
+                              < interval.end - opt.min_embedding_duration]
+                    if not inside or interval.speaker not in centroids:
+                        out.append(interval)
+                        continue
+                    bounds = [interval.start, *inside, interval.end]
+                    pieces = list(zip(bounds[:-1], bounds[1:], strict=True))
+                    speakers = [interval.speaker] * len(pieces)
+                    for order in (range(len(pieces)), range(len(pieces) - 1, -1, -1)):
+                        for k in order:
+                            if speakers[k] != interval.speaker:
+                                continue  # moved already, looking from the other end
+                            other = self._other_speaker(samples, pieces[k], interval.speaker, centroids)
+                            if other is None:
+                                break
+                            speakers[k] = other
+                    for (a, b), speaker in zip(pieces, speakers, strict=True):
+                        if speaker != interval.speaker:
+                            moved.append((round(a, 2), round(b, 2), interval.speaker, speaker))
+                        out.append(SpeechInterval(speaker, round(a, 3), round(b, 3)))
+        finally:
+            torch.set_num_threads(previous_threads)
         if moved:
             log.info("relabelled %d piece(s) after ASR: %s", len(moved), moved)
         return _merge_touching(out)
+
+    def _other_speaker(self, samples: np.ndarray, piece: tuple[float, float], speaker: str,
+                       centroids: dict[str, np.ndarray]) -> str | None:
+        """The speaker a piece of ``speaker``'s interval sounds like instead, if clearly another."""
+        from qa_audio.speech.embedding import fbank
+
+        opt = self.options
+        a, b = piece
+        if not opt.min_embedding_duration <= b - a <= opt.relabel_max_piece:
+            return None
+        middle, half = (a + b) / 2, min(b - a, opt.relabel_max_embedding) / 2
+        window = samples[int((middle - half) * SAMPLE_RATE):int((middle + half) * SAMPLE_RATE)]
+        emb = self._embedding.embed_features(fbank(window))
+        if not np.all(np.isfinite(emb)):
+            return None
+        emb = emb / (np.linalg.norm(emb) + 1e-9)
+        sims = {name: float(c @ emb) for name, c in centroids.items()}
+        best = max(sims, key=sims.__getitem__)
+        return best if best != speaker and sims[best] - sims[speaker] > opt.relabel_margin else None
 
 
 def _merge_touching(speech: list[SpeechInterval]) -> list[SpeechInterval]:

@@ -185,6 +185,9 @@ def test_a_reply_word_timed_into_the_end_of_the_question_goes_to_the_replier() -
     assert [speaker_for_span(w.start, w.end, speech) for w in snapped] == [
         "SPEAKER_01", "SPEAKER_00", "SPEAKER_00", "SPEAKER_00"]
     assert (snapped[1].start, snapped[1].end) == (38.04, 38.24), "at the start of the reply, before its next word"
+    # speech in between keeps the word by overlap (pd05: the agent's 好的 between two customer pieces)
+    between = [*speech[:1], SpeechInterval("SPEAKER_00", 37.2, 37.5), SpeechInterval("SPEAKER_01", 38.04, 40.16)]
+    assert snap_orphan_words(heard, between)[1] == heard[1]
     # the end of a sentence stretched into the pause before the same speaker goes on stays put
     same = [SpeechInterval("A", 33.95, 37.13), SpeechInterval("A", 38.04, 40.16)]
     assert snap_orphan_words(heard, same)[1] == heard[1]

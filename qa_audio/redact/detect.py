@@ -131,7 +131,10 @@ class Detector:
         for before, after in zip(turns, turns[1:], strict=False):
             shown = masked.get(("turns", before.index), {})
             tail = len(before.text.rstrip("".join(rules.separators) + "？！?!"))
-            if not any(i >= tail - 2 for i in shown) or after.start - before.end > rules.join_turns_within_s:
+            # ends in the number, or in the number and a short acknowledgement of it (the agent's
+            # 好的 after the customer's first half, both in the agent's turn: pd05)
+            ends_in_number = any(i >= tail - 2 - rules.continuation_prefix_chars for i in shown)
+            if not ends_in_number or after.start - before.end > rules.join_turns_within_s:
                 continue
             chains = [c for c in self._chains(after.text)
                       if c[0][0][0] < rules.continuation_prefix_chars

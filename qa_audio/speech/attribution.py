@@ -97,7 +97,10 @@ def snap_orphan_words(words: list[Word], speech: list[SpeechInterval], min_insid
         runs_past = any(s.start <= word.start < s.end < word.end - 0.1 and following.start >= s.end
                         for s in intervals)
         home = next((s for s in intervals if s.start <= word.start < s.end), None)
-        leaks = home is not None and (word.end - home.end) / duration > LEAK_SHARE and following.start >= home.end
+        # ...but not over speech in between: that speech's speaker takes the word by overlap (pd05:
+        # the agent's 好的 between the customer's two pieces of a number)
+        leaks = (home is not None and (word.end - home.end) / duration > LEAK_SHARE and following.start >= home.end
+                 and not any(home.end <= s.start and s.end <= following.start for s in intervals))
         orphan = inside / duration < min_inside or sentence_start and runs_past
         if not orphan and not leaks:
             out.append(word)

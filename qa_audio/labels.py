@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qa_audio.schema import PersonalDataSpan, VocabularyCorrection
+    from qa_audio.schema import OpeningRedecode, PersonalDataSpan, VocabularyCorrection
 
 UNINTELLIGIBLE = "（听不清）"
 """shown for a turn of speech the ASR wrote no word for"""
@@ -85,6 +85,14 @@ def describe_finding(f: dict[str, Any]) -> str:
 def describe_vocabulary(corrections: Iterable[VocabularyCorrection]) -> str:
     """``[00:02] 心和通信→星河通信、[00:03] 宫号→工号`` for the reports: every rewrite, where it is."""
     return "、".join(f"[{format_time(c.start)}] {c.heard}→{c.written}" for c in corrections)
+
+
+def describe_opening(opening: OpeningRedecode | None) -> str:
+    """``[00:00-00:05] 开场白按热词（星河通信 工号）重新识别`` when the greeting was decoded again and it changed."""
+    if opening is None or not opening.changed:
+        return ""
+    return (f"[{format_time(opening.start)}-{format_time(opening.end)}] "
+            f"开场白按热词（{opening.hotwords}）重新识别")
 
 
 def describe_personal_data(spans: Iterable[PersonalDataSpan], type_names: dict[str, str]) -> str:

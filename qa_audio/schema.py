@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 """Of the ``analyze`` JSON: minor for fields added, major for fields removed, renamed or re-typed."""
 
 Role = Literal["agent", "customer"]
@@ -148,6 +148,22 @@ class VocabularyCorrection:
         return {"speaker": self.speaker, "role": self.role, "start": self.start, "end": self.end,
                 "heard": self.heard, "written": self.written, "score": self.score,
                 "probability": self.probability}
+
+
+@dataclass(frozen=True)
+class OpeningRedecode:
+    """The greeting's stretch decoded a second time with the deployment's words as ``hotwords``
+    (rules/vocabulary.yaml ``hotwords: opening``), because the first pass did not hold the whole
+    greeting; ``changed``: it heard more of the greeting, so its words replaced the first pass's
+    (otherwise the first pass's stand)."""
+
+    start: float
+    end: float
+    hotwords: str
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "hotwords": self.hotwords, "changed": self.changed}
 
 
 # --------------------------------------------------------------------------- transcript → personal data

@@ -45,6 +45,19 @@ def test_a_collapsed_decoding_is_decoded_again(hard):
     assert max(w.end - w.start for t in analysis.transcript.turns for w in t.words) < 1.5
 
 
+@pytest.mark.parametrize("name, lost", [("h01_kokoro_fast_greeting_mono", "帮您"),
+                                         ("h04_low_male_blend_stereo", "您好")])
+def test_a_greeting_the_first_pass_got_wrong_is_decoded_again_with_the_deployments_words(hard, name, lost):
+    """h01: base lost 帮您 at a chunk end; h04 (stereo, a low male voice): it never wrote 您好."""
+    analysis = hard(name)
+    greeting = next(f for f in analysis.findings if f.rule == "greeting")
+    assert greeting.details.level == 2, greeting.details
+    assert lost in greeting.text
+    assert analysis.opening is not None and analysis.opening.changed
+    assert analysis.opening.hotwords == "星河通信 工号"
+    assert analysis.opening.start < greeting.start + 0.5 and greeting.end <= analysis.opening.end + 0.5
+
+
 def test_a_forbidden_phrase_right_after_a_short_customer_turn_is_the_agents(hard):
     """h02: 那现在怎么办？ (1.15 s), then 0.8 s later the agent's 这个我不知道."""
     analysis = hard("h02_short_reply_forbidden_mono")
@@ -80,3 +93,4 @@ def test_a_real_two_voice_dialogue_is_diarized(hard):
     hypothesis = [(transcript.roles.get(s.speaker, s.speaker), s.start, s.end) for s in transcript.speech]
     assert len({s.speaker for s in transcript.speech}) == 2
     assert der(reference, hypothesis)["der"] <= 0.10
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from qa_audio.schema import SpeechInterval, Word
 from qa_audio.speech.asr import drop_hallucinations
 from qa_audio.speech.attribution import build_turns, speaker_for_span
@@ -191,3 +193,39 @@ def test_a_reply_word_timed_into_the_end_of_the_question_goes_to_the_replier() -
     # the end of a sentence stretched into the pause before the same speaker goes on stays put
     same = [SpeechInterval("A", 33.95, 37.13), SpeechInterval("A", 38.04, 40.16)]
     assert snap_orphan_words(heard, same)[1] == heard[1]
+
+
+# ------------------------------------------------------------------ the opening decoded again
+
+
+def test_the_opening_is_the_agents_first_turn_to_the_end_of_its_speech():
+    from qa_audio.schema import Transcript
+    from qa_audio.speech.opening import opening_span
+
+    speech = [SpeechInterval("A", 0.3, 5.2), SpeechInterval("B", 6.0, 8.0), SpeechInterval("A", 9.0, 12.0)]
+    said = [("A", w) for w in words("您好星河通信请问有什么可以", 0.3)] + [("B", w) for w in words("我想问", 6.0)]
+    turns = build_turns(said, {"A": "agent", "B": "customer"}, 1.5)
+    transcript = Transcript(duration=12.0, turns=turns, speech=speech, roles={"A": "agent", "B": "customer"})
+    # the words end at 2.9 s, the agent's speech at 5.2 s (what a chunk end dropped is decoded too)
+    assert opening_span(transcript, (0.3, 6.0), 0.2) == (pytest.approx(0.1), pytest.approx(5.4))
+    # never past the greeting's window
+    assert opening_span(transcript, (0.3, 2.0), 0.2) == (pytest.approx(0.1), pytest.approx(2.2))
+    assert opening_span(transcript, None, 0.2) is None
+    customer_first = Transcript(duration=12.0, turns=[t for t in turns if t.role == "customer"], speech=speech,
+                                roles=transcript.roles)
+    assert opening_span(customer_first, (0.3, 6.0), 0.2) is None
+
+
+def test_the_redecoded_words_replace_only_between_their_first_and_last():
+    from qa_audio.speech.opening import splice
+
+    first_pass = ([("A", w) for w in words("您好心和通信", 0.0)] + [("B", w) for w in words("喂", 0.6)]
+                  + [("A", w) for w in words("请问", 3.0)])
+    # told the words, the decoder started at 星 and dropped 您好: the first pass keeps them
+    redecoded = words("星河通信", 0.4)
+    spliced = splice(first_pass, redecoded, lambda s: s == "A", lambda w: "A")
+    assert "".join(w.text for s, w in spliced if s == "A") == "您好星河通信请问"
+    assert [w.text for s, w in spliced if s == "B"] == ["喂"], "another speaker's words are not replaced"
+    assert [w.start for _, w in spliced] == sorted(w.start for _, w in spliced)
+    assert splice(first_pass, [], lambda s: True, lambda w: "A") == first_pass
+

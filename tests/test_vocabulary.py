@@ -124,12 +124,17 @@ def test_the_misheard_greeting_is_written_right_and_every_rewrite_is_in_the_json
     greeting = next(t for t in analysis.transcript.turns if t.role == "agent")
     assert "星河通信" in greeting.text and "工号" in greeting.text
     rewrites = {(c.heard, c.written) for c in analysis.vocabulary_corrections}
-    assert ("心和通信", "星河通信") in rewrites and ("功耗", "工号") in rewrites
+    # base writes the name 心和通信 on one machine, 心何通信 on another (CTranslate2's int8 kernels
+    # differ by CPU): what matters is that a near-homophone was rewritten and the rewrite recorded
+    assert any(written == "星河通信" and heard.startswith("心") for heard, written in rewrites), rewrites
+    assert ("功耗", "工号") in rewrites
     assert analysis.settings["vocabulary"]["enabled"] is True
     from qa_audio.report.json_output import to_json_dict
 
     data = json.loads(json.dumps(to_json_dict(analysis), ensure_ascii=False))
     assert {(c["heard"], c["written"]) for c in data["vocabulary_corrections"]} == rewrites
+    # the first pass held the whole greeting once rewritten: it is not decoded a second time
+    assert analysis.opening is None and data["vocabulary_opening"] is None
     assert all(set(c) == {"speaker", "role", "start", "end", "heard", "written", "score", "probability"}
                for c in data["vocabulary_corrections"])
 
@@ -142,5 +147,6 @@ def test_no_vocabulary_keeps_what_whisper_wrote(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["vocabulary_corrections"] == [] and data["settings"]["vocabulary"]["enabled"] is False
+    assert data["vocabulary_opening"] is None and data["settings"]["vocabulary"]["hotwords"] == "none"
     greeting = next(t for t in data["turns"] if t["role"] == "agent")["text"]
     assert "星河通信" not in greeting and re.search("通信", greeting)

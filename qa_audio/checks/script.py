@@ -12,7 +12,7 @@ documents their JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qa_audio.checks.rulebook import PartsRule, Rulebook
 from qa_audio.phrase_match import READING_DIGITS, Heard, HeardChar, Hit, best_per_span, digit_of
@@ -127,7 +127,9 @@ def _answer_delay(tr: Transcript, rb: Rulebook) -> Finding:
     )
 
 
-def _window_greeting(tr: Transcript, rb: Rulebook) -> tuple[float, float] | None:
+def greeting_window(tr: Transcript, rb: Rulebook) -> tuple[float, float] | None:
+    """Where the greeting check looks: from the agent's first turn to the customer's first answer,
+    at most ``greeting.window_s`` (the pipeline decodes this stretch again, see speech/opening.py)."""
     agent_turns = [t for t in sorted(tr.turns, key=lambda t: t.start) if t.role == "agent"]
     if not agent_turns:
         return None
@@ -197,7 +199,7 @@ def _agent_id_digits(chars: list[HeardChar], keyword_hits: list[Hit], digits: in
 
 
 def _greeting(tr: Transcript, rb: Rulebook, heard: _Heard) -> tuple[Finding, float]:
-    window = _window_greeting(tr, rb)
+    window = greeting_window(tr, rb)
     if window is None:
         return Finding(rule="greeting", role="agent", start=0.0, end=0.0,
                        details=ScriptDetails(level=min(rb.greeting.levels), parts_found=[],
@@ -220,6 +222,15 @@ def _greeting(tr: Transcript, rb: Rulebook, heard: _Heard) -> tuple[Finding, flo
                               agent_id_digits=digits,
                               agent_id_complete=len(digits) == rb.deployment.agent_id_digits),
     ), end
+
+
+def greeting_finding(tr: Transcript, rb: Rulebook) -> Finding:
+    """The greeting check alone, on the turns near its window: the pipeline asks it whether the
+    first pass already holds the whole greeting (speech/opening.py)."""
+    window = greeting_window(tr, rb)
+    near = [t for t in tr.turns if window and t.start < window[1] and window[0] - 1.0 < t.end]
+    opening = replace(tr, turns=near)
+    return _greeting(opening, rb, _listen(opening, rb))[0]
 
 
 def _closing(tr: Transcript, rb: Rulebook, heard: _Heard, greeting_end: float) -> list[Finding]:

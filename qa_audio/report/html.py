@@ -19,6 +19,7 @@ from qa_audio.labels import (
     ROLE_NAMES,
     STATUS_NAMES,
     UNINTELLIGIBLE,
+    describe_opening,
     describe_personal_data,
     describe_vocabulary,
     format_time,
@@ -125,10 +126,13 @@ def _masked_note(analysis: CallAnalysis) -> str:
 
 
 def _vocabulary_note(analysis: CallAnalysis) -> str:
-    if not analysis.vocabulary_corrections:
-        return ""
-    return (f'<p class="facts vocabulary">热词更正（识别结果按热词表改写）：'
-            f'{_e(describe_vocabulary(analysis.vocabulary_corrections))}</p>')
+    note = ""
+    if analysis.vocabulary_corrections:
+        note += (f'<p class="facts vocabulary">热词更正（识别结果按热词表改写）：'
+                 f'{_e(describe_vocabulary(analysis.vocabulary_corrections))}</p>')
+    if describe_opening(analysis.opening):
+        note += f'<p class="facts vocabulary">{_e(describe_opening(analysis.opening))}</p>'
+    return note
 
 
 def timeline_svg(transcript: Transcript, findings: list[Finding], duration: float) -> str:

@@ -36,6 +36,7 @@ def to_json_dict(analysis: CallAnalysis, extra: dict[str, Any] | None = None) ->
         ],
         "personal_data": [span.to_dict() for span in analysis.personal_data],
         "vocabulary_corrections": [c.to_dict() for c in analysis.vocabulary_corrections],
+        "vocabulary_opening": analysis.opening.to_dict() if analysis.opening else None,
         "findings": [f.to_dict() for f in analysis.findings],
         "acoustics": analysis.acoustics.to_dict() if analysis.acoustics else None,
         "timings": analysis.timings,

@@ -32,6 +32,7 @@ from qa_audio.schema import ProgressHook, Word, no_progress
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what faster-whisper decodes
+FRAME_S = 0.02  # the step of Whisper's word times
 
 # Whisper's own stock phrases from its subtitle training data, never said on a service line.
 PHANTOM_PHRASES = ("字幕由", "请不吝点赞", "订阅转发", "打赏支持", "明镜与点点栏目", "中文字幕")
@@ -193,6 +194,18 @@ class Transcriber:
                     len(gaps), [(round(a, 2), round(b, 2)) for a, b in gaps], "".join(w.text for w in found),
                     len(stretched) - len(kept))
         return sorted(covering + kept + found, key=lambda w: (w.start, w.end))
+
+    def decode_stretch(self, samples: np.ndarray, start: float, end: float, hotwords: str | None) -> list[Word]:
+        """The words of ``start``-``end`` (seconds) decoded on their own, the decoder biased toward
+        ``hotwords``; decoding loops and stock phrases dropped (the stretch is the caller's choice,
+        so there is nothing to report them against)."""
+        segments, info = self._batched.transcribe(
+            samples, batch_size=1, clip_timestamps=[{"start": start, "end": end}],
+            **{**self.decode_settings(), "vad_filter": False, "hotwords": hotwords})
+        # word times fall on 20-ms frames: a word at the very start may begin just before ``start``
+        words = [w for w in self._words(segments, info, None, GAP_MAX_NO_SPEECH_PROB)
+                 if start - FRAME_S <= w.start and w.end <= end + FRAME_S]
+        return drop_hallucinations(words)[0]
 
     def finish(self, words: list[Word]) -> AsrResult:
         """Drop decoding loops and stock phrases, and say what was dropped."""

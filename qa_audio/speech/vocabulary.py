@@ -12,7 +12,9 @@ the output (who, when, heard, written, the pinyin score and Whisper's probabilit
 and ``--no-vocabulary`` turns the list off so the two can be compared (``bench/vocabulary.py``).
 
 Where the list also biases decoding (faster-whisper's ``hotwords``) is ``hotwords`` in the rule
-file; ``bench/hotwords.py`` measured it over whole calls: see ``rules/vocabulary.yaml``.
+file: by default only the greeting, when the first pass does not hold all of it, is decoded again
+told the deployment's words (``speech/opening.py``); ``bench/hotwords.py`` measured the bias over
+whole calls, and it costs more there than it gives: see ``rules/vocabulary.yaml``.
 
 The list is ``rules/vocabulary.yaml``'s words plus the company name, its aliases and the 工号
 keywords of ``rules/deployment.yaml`` (the pipeline passes those in, so no rule is written twice).
@@ -40,7 +42,7 @@ from qa_audio.rule_files import RuleFileError, load_rule_file, number_between, o
 from qa_audio.schema import Transcript, Turn, VocabularyCorrection, Word
 
 VOCABULARY_FILE = "vocabulary.yaml"
-HOTWORD_PLACES = ("none", "everywhere")
+HOTWORD_PLACES = ("none", "opening", "everywhere")
 """where faster-whisper's decoder is biased toward the words (see rules/vocabulary.yaml)"""
 RULE = "vocabulary"
 
@@ -51,8 +53,10 @@ class Vocabulary:
 
     words: tuple[str, ...]
     """the deployment's words first (company name, aliases, 工号 keywords), then the QA lead's"""
+    deployment_words: tuple[str, ...] = ()
+    """the company name, aliases and 工号 keywords alone: the opening's hotwords"""
     hotwords: str = "none"
-    """none or everywhere: whether faster-whisper's decoder is biased toward the words"""
+    """none, opening or everywhere: where faster-whisper's decoder is biased toward the words"""
     min_score: float = 0.8
     """pinyin likeness (0-1, rules/matching.yaml's scoring) a stretch needs to be rewritten"""
     max_probability: float = 0.8
@@ -67,9 +71,11 @@ class Vocabulary:
         return {"enabled": enabled, "words": list(self.words), "hotwords": self.hotwords if enabled else "none",
                 "min_score": self.min_score, "max_probability": self.max_probability}
 
-    def hotword_text(self) -> str:
-        """The words as faster-whisper's ``hotwords`` prompt (space-separated)."""
-        return " ".join(self.words)
+    def hotword_text(self, deployment_only: bool = False) -> str:
+        """The words as faster-whisper's ``hotwords`` prompt (space-separated); ``deployment_only``:
+        the company name, aliases and 工号 keywords alone (the opening's: with the plan names too,
+        base wrote 宽带 and 五G套餐 into greetings that never said them)."""
+        return " ".join(self.deployment_words if deployment_only else self.words)
 
     @property
     def index(self) -> PhraseIndex:
@@ -111,7 +117,8 @@ def load_vocabulary(rules_dir: Path | str | None, deployment_words: Sequence[str
             words.append(word)
     phrases = tuple(compile_phrase(w, RULE, settings, group=w, min_score=min_score, source=str(path))
                     for w in words)
-    return Vocabulary(words=tuple(words), hotwords=hotwords, min_score=min_score,
+    return Vocabulary(words=tuple(words), deployment_words=tuple(w for w in deployment_words if normalise(w)),
+                      hotwords=hotwords, min_score=min_score,
                       max_probability=max_probability, phrases=phrases,
                       match_settings=settings)
 

@@ -94,3 +94,14 @@ def test_a_real_two_voice_dialogue_is_diarized(hard):
     assert len({s.speaker for s in transcript.speech}) == 2
     assert der(reference, hypothesis)["der"] <= 0.10
 
+
+def test_a_second_caller_on_a_speakerphone_is_a_third_voice_not_the_agent(hard):
+    """h11: two callers share a speakerphone; the first spoke once (4.3 s) and was merged into the agent."""
+    analysis = hard("h11_speakerphone_mono")
+    transcript = analysis.transcript
+    assert len({s.speaker for s in transcript.speech}) == 3
+    assert "计算机" not in _text(analysis, "agent")
+    first_caller = [t for t in transcript.turns if t.start < 11.5 < t.end or 7.3 <= t.start < 11.5]
+    assert first_caller and all(t.role == "customer" for t in first_caller if t.text)
+    greeting = next(f for f in analysis.findings if f.rule == "greeting")
+    assert greeting.details.level == 2, "星河通信 (heard 薰和空序 without the words) on the second decoding"

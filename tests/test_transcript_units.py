@@ -229,3 +229,27 @@ def test_the_redecoded_words_replace_only_between_their_first_and_last():
     assert [w.start for _, w in spliced] == sorted(w.start for _, w in spliced)
     assert splice(first_pass, [], lambda s: True, lambda w: "A") == first_pass
 
+
+def test_a_third_voice_that_spoke_once_is_sized_by_its_speech_not_its_embedded_seconds():
+    """h11: the second caller spoke 4.3 s in one turn, of which 2.5 s are embedded."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from qa_audio.speech.diarize import DiarizationOptions, Diarizer
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(3, 16)
+    voices = [0] * 6 + [1] * 4 + [2]
+    x = np.stack([axes[v] + 0.05 * rng.standard_normal(16) for v in voices])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    embedded = np.full(len(voices), 2.5)
+    speech = embedded.copy()
+    speech[-1] = 4.3
+    diarizer = SimpleNamespace(options=DiarizationOptions())
+    three = Diarizer._choose_clusters(diarizer, x, embedded, speech)
+    assert len(set(three.tolist())) == 3 and len(set(three[:6].tolist())) == 1
+    assert three[-1] not in set(three[:10].tolist())
+    # a voice with less speech than third_speaker_min_duration joins its nearest party
+    speech[-1] = 3.0
+    assert len(set(Diarizer._choose_clusters(diarizer, x, embedded, speech).tolist())) == 2

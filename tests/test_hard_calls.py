@@ -95,6 +95,14 @@ def test_a_real_two_voice_dialogue_is_diarized(hard):
     assert der(reference, hypothesis)["der"] <= 0.10
 
 
+def test_a_misheard_severe_phrase_is_still_heard(hard):
+    """h04: 谁跟你讲的，你找谁去 said low over the telephone band is written 会跟你讲的，你照须去 (0.811)."""
+    analysis = hard("h04_low_male_blend_stereo")
+    said = {(f.role, f.details.phrase, f.details.severity) for f in analysis.findings if f.rule == "forbidden_phrase"}
+    assert ("agent", "谁跟你讲的，你找谁去", "0-2") in said
+    assert ("agent", "我不知道", "3-5") in said
+
+
 def test_a_second_caller_on_a_speakerphone_is_a_third_voice_not_the_agent(hard):
     """h11: two callers share a speakerphone; the first spoke once (4.3 s) and was merged into the agent."""
     analysis = hard("h11_speakerphone_mono")

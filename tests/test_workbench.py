@@ -248,6 +248,11 @@ def test_a_transcript_with_markup_is_escaped(bench):
     rewrites = re.search(r'<p class="facts vocabulary" id="vocabulary">(.*?)</p>', page, re.S).group(1)
     assert '<a class="seek" href="#t=1.25" data-t="1.25">' in rewrites, "each rewrite seeks the player"
     assert "&lt;i&gt;心和通信→星河通信" in rewrites and "<i>" not in rewrites
+    opening = re.search(r'<p class="facts vocabulary" id="opening">(.*?)</p>', page, re.S).group(1)
+    assert '<a class="seek" href="#t=0.24" data-t="0.24">' in opening, "the greeting's second decoding seeks"
+    assert "星河通信 &lt;b&gt;工号" in opening and "<b>" not in opening
+    other = client.get(f"/calls/{ids[2]}").get_data(as_text=True)
+    assert 'id="opening"' not in other, "no second decoding, no line"
     assert re.search(r'data-t="39.20">00:39.2</a><span class="text">（听不清）</span>', page), \
         "speech without words is a turn, shown as unintelligible"
 

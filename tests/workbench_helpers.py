@@ -40,6 +40,7 @@ def results() -> list[dict[str, Any]]:
     hostile["vocabulary_corrections"] = [{"speaker": "CH0", "role": "agent", "start": 1.25, "end": 2.4,
                                           "heard": "<i>心和通信", "written": "星河通信", "score": 0.963,
                                           "probability": 0.3}]
+    hostile["vocabulary_opening"] = {"start": 0.24, "end": 8.58, "hotwords": "星河通信 <b>工号", "changed": True}
     for result in (fatal, severe, good_call(), hostile, good_call()):
         result = copy.deepcopy(result)
         result["schema_version"] = SCHEMA_VERSION

@@ -258,7 +258,7 @@ def create_app(db: Path | str, settings: WorkbenchSettings, rules_dir: Path | st
                     status_names=STATUS_NAMES, format_time=format_time,
                     type_names=(result.get("settings") or {}).get("personal_data", {}).get("types", {}),
                     score_text=views.score_text, masked=result.get("personal_data") or [],
-                    rewrites=views.vocabulary_rewrites(result),
+                    rewrites=views.vocabulary_rewrites(result), opening=views.opening_redecoded(result),
                     originals=views.originals(result) if user.role in settings.show_originals_to else [],
                     history=history(conn, call_id) if user.role == "lead" else [],
                     calibration=is_calibration(call_id, settings.calibration_share), saved=request.args.get("saved"))

@@ -230,6 +230,16 @@ def vocabulary_rewrites(result: dict[str, Any]) -> list[dict[str, Any]]:
              "written": str(c.get("written", ""))} for c in result.get("vocabulary_corrections") or []]
 
 
+def opening_redecoded(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The greeting's stretch when it was decoded again with the deployment's words and that changed
+    the words (schema 1.7+), else None."""
+    opening = result.get("vocabulary_opening")
+    if not isinstance(opening, dict) or not opening.get("changed"):
+        return None
+    return {"start": float(opening.get("start") or 0.0), "end": float(opening.get("end") or 0.0),
+            "hotwords": str(opening.get("hotwords", ""))}
+
+
 def originals(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The masked spans with their original characters, where the deployment kept them."""
     out = []

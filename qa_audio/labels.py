@@ -87,12 +87,16 @@ def describe_vocabulary(corrections: Iterable[VocabularyCorrection]) -> str:
     return "、".join(f"[{format_time(c.start)}] {c.heard}→{c.written}" for c in corrections)
 
 
+OPENING_NOTE = "开场白按热词（{hotwords}）重新识别"
+"""what the reports and the workbench say where the greeting was decoded again and that changed it"""
+
+
 def describe_opening(opening: OpeningRedecode | None) -> str:
     """``[00:00-00:05] 开场白按热词（星河通信 工号）重新识别`` when the greeting was decoded again and it changed."""
     if opening is None or not opening.changed:
         return ""
     return (f"[{format_time(opening.start)}-{format_time(opening.end)}] "
-            f"开场白按热词（{opening.hotwords}）重新识别")
+            + OPENING_NOTE.format(hotwords=opening.hotwords))
 
 
 def describe_personal_data(spans: Iterable[PersonalDataSpan], type_names: dict[str, str]) -> str:

@@ -25,7 +25,7 @@ from qa_audio.audio import MODEL_SAMPLE_RATE, Audio, AudioError, load_audio
 from qa_audio.call_metadata import CallMetadata, combine, from_file_name
 from qa_audio.checks.acoustic import acoustic_findings
 from qa_audio.checks.rulebook import load_rulebook
-from qa_audio.checks.script import greeting_finding, greeting_window, run_checks
+from qa_audio.checks.script import greeting_finding, greeting_window, near_greeting, run_checks
 from qa_audio.devices import choose_device
 from qa_audio.redact import load_personal_data_rules, redact_call
 from qa_audio.rubric.fill import fill_rubric
@@ -253,29 +253,8 @@ class Analyzer:
         opening: OpeningRedecode | None = None
         if self.options.vocabulary and self._vocabulary.hotwords == "opening":
             mark = time.perf_counter()
-            span = opening_span(transcript, greeting_window(transcript, self._rulebook),
-                                self.options.asr.vad_speech_pad_ms / 1000)
-            first_pass = greeting_finding(correct_transcript(transcript, self._vocabulary)[0], self._rulebook)
-            if span is not None and first_pass.details.level < max(self._rulebook.greeting.levels):
-                hotwords = self._vocabulary.hotword_text(deployment_only=True)
-                # not snapped as the first pass's words are: a stretch decoded on its own has no
-                # chunk joins to mistime words at (snapping sent h01's 工 of 0.02 s to the next turn)
-                if stereo:
-                    agent = f"CH{self.options.agent_channel}"
-                    heard = self.transcriber.decode_stretch(audio.channels[self.options.agent_channel],
-                                                            *span, hotwords)
-                    spliced = splice(words, heard, lambda s: s == agent, lambda w: agent)
-                else:
-                    heard = self.transcriber.decode_stretch(mixed, *span, hotwords)
-                    spliced = splice(words, heard, lambda s: True, lambda w: speaker_for(w, speech))
-                # kept only where it hears more of the greeting: elsewhere the first pass, which no
-                # word list biased, stands (h08: no more of the greeting, agent CER +0.03)
-                redecoded = self._transcript(spliced, speech, roles.roles, audio.duration)
-                second_pass = greeting_finding(correct_transcript(redecoded, self._vocabulary)[0], self._rulebook)
-                opening = OpeningRedecode(start=round(span[0], 3), end=round(span[1], 3), hotwords=hotwords,
-                                          changed=second_pass.details.level > first_pass.details.level)
-                if opening.changed:
-                    words, transcript = spliced, redecoded
+            samples = audio.channels[self.options.agent_channel] if stereo else mixed
+            words, transcript, opening = self._redecode_opening(samples, stereo, words, transcript)
             timings["opening"] = time.perf_counter() - mark
 
         # Masked before any check, sheet or report sees the words: nothing downstream can leak
@@ -327,6 +306,37 @@ class Analyzer:
                             acoustics=acoustics, findings=findings, rubric=rubric, personal_data=personal_data,
                             metadata=metadata, vocabulary_corrections=corrections, opening=opening)
 
+    def _redecode_opening(self, samples: np.ndarray, stereo: bool, words: list[tuple[str, Word]],
+                          transcript: Transcript) -> tuple[list[tuple[str, Word]], Transcript, OpeningRedecode | None]:
+        """The words and transcript with the greeting decoded again where that hears more of it."""
+        span = opening_span(transcript, greeting_window(transcript, self._rulebook),
+                            self.options.asr.vad_speech_pad_ms / 1000)
+        if span is None:
+            return words, transcript, None
+        first_pass = self._greeting_level(transcript)
+        if first_pass == max(self._rulebook.greeting.levels):
+            return words, transcript, None
+        hotwords = self._vocabulary.hotword_text(deployment_only=True)
+        # not snapped as the first pass's words are: a stretch decoded on its own has no chunk joins
+        # to mistime words at (snapping sent h01's 工 of 0.02 s to the next turn)
+        heard = self.transcriber.decode_stretch(samples, *span, hotwords)
+        speech = transcript.speech
+        if stereo:
+            agent = f"CH{self.options.agent_channel}"
+            spliced = splice(words, heard, lambda s: s == agent, lambda w: agent)
+        else:
+            spliced = splice(words, heard, lambda s: True, lambda w: speaker_for(w, speech))
+        # kept only where it hears more of the greeting: elsewhere the first pass, which no word list
+        # biased, stands (h08: no more of the greeting, agent CER +0.03)
+        redecoded = self._transcript(spliced, speech, transcript.roles, transcript.duration)
+        opening = OpeningRedecode(start=round(span[0], 3), end=round(span[1], 3), hotwords=hotwords,
+                                  changed=self._greeting_level(redecoded) > first_pass)
+        return (spliced, redecoded, opening) if opening.changed else (words, transcript, opening)
+
+    def _greeting_level(self, transcript: Transcript) -> int:
+        """The greeting check's level once the vocabulary has rewritten the turns it reads (only those)."""
+        near = near_greeting(transcript, self._rulebook)
+        return greeting_finding(correct_transcript(near, self._vocabulary)[0], self._rulebook).details.level
 
     def _transcript(self, words: list[tuple[str, Word]], speech: list, roles: dict, duration: float) -> Transcript:
         turns = build_turns(words, roles, self.options.max_turn_gap)

@@ -224,13 +224,16 @@ def _greeting(tr: Transcript, rb: Rulebook, heard: _Heard) -> tuple[Finding, flo
     ), end
 
 
-def greeting_finding(tr: Transcript, rb: Rulebook) -> Finding:
-    """The greeting check alone, on the turns near its window: the pipeline asks it whether the
-    first pass already holds the whole greeting (speech/opening.py)."""
+def near_greeting(tr: Transcript, rb: Rulebook) -> Transcript:
+    """The transcript cut to the turns near the greeting's window (all the greeting check reads)."""
     window = greeting_window(tr, rb)
-    near = [t for t in tr.turns if window and t.start < window[1] and window[0] - 1.0 < t.end]
-    opening = replace(tr, turns=near)
-    return _greeting(opening, rb, _listen(opening, rb))[0]
+    return replace(tr, turns=[t for t in tr.turns if window and t.start < window[1] and window[0] - 1.0 < t.end])
+
+
+def greeting_finding(tr: Transcript, rb: Rulebook) -> Finding:
+    """The greeting check alone: the pipeline asks it whether the first pass already holds the whole
+    greeting (speech/opening.py). Give it :func:`near_greeting`'s cut on a long call."""
+    return _greeting(tr, rb, _listen(tr, rb))[0]
 
 
 def _closing(tr: Transcript, rb: Rulebook, heard: _Heard, greeting_end: float) -> list[Finding]:

@@ -130,8 +130,9 @@ def _vocabulary_note(analysis: CallAnalysis) -> str:
     if analysis.vocabulary_corrections:
         note += (f'<p class="facts vocabulary">热词更正（识别结果按热词表改写）：'
                  f'{_e(describe_vocabulary(analysis.vocabulary_corrections))}</p>')
-    if describe_opening(analysis.opening):
-        note += f'<p class="facts vocabulary">{_e(describe_opening(analysis.opening))}</p>'
+    opening = describe_opening(analysis.opening)
+    if opening:
+        note += f'<p class="facts vocabulary">{_e(opening)}</p>'
     return note
 
 

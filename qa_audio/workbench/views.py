@@ -20,7 +20,7 @@ from typing import Any
 from qa_audio.batch.queue import QueueFilter, QueuePage, queue_page
 from qa_audio.batch.reviews import calibration_pivot
 from qa_audio.batch.store import item_bands
-from qa_audio.labels import UNINTELLIGIBLE
+from qa_audio.labels import OPENING_NOTE, UNINTELLIGIBLE
 from qa_audio.workbench.accounts import User
 from qa_audio.workbench.settings import WorkbenchSettings
 
@@ -237,7 +237,7 @@ def opening_redecoded(result: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(opening, dict) or not opening.get("changed"):
         return None
     return {"start": float(opening.get("start") or 0.0), "end": float(opening.get("end") or 0.0),
-            "hotwords": str(opening.get("hotwords", ""))}
+            "note": OPENING_NOTE.format(hotwords=str(opening.get("hotwords", "")))}
 
 
 def originals(result: dict[str, Any]) -> list[dict[str, Any]]:

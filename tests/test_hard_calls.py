@@ -109,7 +109,22 @@ def test_a_second_caller_on_a_speakerphone_is_a_third_voice_not_the_agent(hard):
     transcript = analysis.transcript
     assert len({s.speaker for s in transcript.speech}) == 3
     assert "计算机" not in _text(analysis, "agent")
-    first_caller = [t for t in transcript.turns if t.start < 11.5 < t.end or 7.3 <= t.start < 11.5]
+    # the turns mostly inside the first caller's 7.3-11.5 s (word times move by a few frames with the CPU)
+    first_caller = [t for t in transcript.turns if min(t.end, 11.5) - max(t.start, 7.3) > (t.end - t.start) / 2]
     assert first_caller and all(t.role == "customer" for t in first_caller if t.text)
     greeting = next(f for f in analysis.findings if f.rule == "greeting")
     assert greeting.details.level == 2, "星河通信 (heard 薰和空序 without the words) on the second decoding"
+
+
+def test_an_agent_heard_with_callers_who_say_under_a_second_is_one_voice(hard):
+    """h13: the callers say 广州市 (0.83 s) and 砸自己的脚 (0.71 s, another voice); the agent, the only
+    voice with turns of 1 s or more, was cut in two and its greeting given to "the customer"."""
+    analysis = hard("h13_handover_mono")
+    transcript, truth = analysis.transcript, HARD["h13_handover_mono"]
+    greeting = next(t for t in transcript.turns if t.start < 1.0)
+    assert greeting.role == "agent" and "工号" in greeting.text
+    interjection = [t for t in transcript.turns if t.start < 18.4 < t.end]
+    assert [t.role for t in interjection] == ["customer"]
+    reference = [(t["role"], a, b) for t in truth["turns"] for a, b in t["speech"]]
+    hypothesis = [(transcript.roles.get(s.speaker, s.speaker), s.start, s.end) for s in transcript.speech]
+    assert der(reference, hypothesis)["der"] <= 0.10

@@ -253,3 +253,63 @@ def test_a_third_voice_that_spoke_once_is_sized_by_its_speech_not_its_embedded_s
     # a voice with less speech than third_speaker_min_duration joins its nearest party
     speech[-1] = 3.0
     assert len(set(Diarizer._choose_clusters(diarizer, x, embedded, speech).tolist())) == 2
+
+
+def _one_voice_turns(rng, n: int = 6, spread_deg: float = 20.0):
+    """n turn embeddings of one voice: half on either side of it, ``spread_deg`` degrees off."""
+    import numpy as np
+
+    voice, side = np.eye(2, 16)
+    angle = np.deg2rad(spread_deg)
+    x = np.stack([np.cos(angle) * voice + (1 if i % 2 else -1) * np.sin(angle) * side
+                  + 0.01 * rng.standard_normal(16) for i in range(n)])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_one_voice_is_not_cut_in_two_when_no_turn_lies_apart_from_it():
+    """h13: the agent alone among the shaping turns (callers spoke < 1 s) was split at 0.178, and its
+    greeting became the customer; the split's sides pass the distance test, no turn is far from the
+    voice."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from qa_audio.speech.diarize import DiarizationOptions, Diarizer
+
+    x = _one_voice_turns(np.random.default_rng(1))
+    seconds = np.full(len(x), 2.5)
+    one_voice = SimpleNamespace(options=DiarizationOptions())
+    assert set(Diarizer._choose_clusters(one_voice, x, seconds, seconds).tolist()) == {0}
+    # without the one-voice test the same turns are split (sides 40 degrees apart: distance 0.23)
+    no_test = SimpleNamespace(options=DiarizationOptions(one_voice_max_distance=0.0))
+    assert len(set(Diarizer._choose_clusters(no_test, x, seconds, seconds).tolist())) == 2
+    # turns 45 degrees off the centroid of all (distance 0.29) are two voices
+    wider = _one_voice_turns(np.random.default_rng(1), spread_deg=45.0)
+    assert len(set(Diarizer._choose_clusters(one_voice, wider, seconds, seconds).tolist())) == 2
+
+
+def test_a_voice_heard_only_in_short_turns_is_a_speaker_of_its_own():
+    """h13: a second caller's 0.9-s 砸自己的脚 lies 0.36 from the agent, the only voice that shapes the
+    clusters; a short turn of the agent's own voice joins it."""
+    import numpy as np
+
+    from qa_audio.speech.diarize import DiarizationOptions, Diarizer, _Turn
+
+    rng = np.random.default_rng(2)
+    x = _one_voice_turns(rng, spread_deg=5.0)
+    turns = [_Turn(i * 100, i * 100 + 80, embedding=e, weight=2.5, speech_s=3.0) for i, e in enumerate(x)]
+    near, far = x[0], np.eye(3, 16)[2]
+    turns.append(_Turn(700, 745, embedding=near, weight=0.9, speech_s=0.9))
+    turns.append(_Turn(800, 845, embedding=far, weight=0.9, speech_s=0.9))
+    diarizer = Diarizer.__new__(Diarizer)
+    diarizer.options = DiarizationOptions()
+    no_chunks = (np.zeros((0, 1, 3)), np.zeros(0, dtype=int))
+    diarizer._cluster(turns, no_chunks)
+    assert len({t.label for t in turns[:7]}) == 1
+    assert turns[-1].label != turns[0].label
+    # told there is one voice, it stays one
+    diarizer.options = DiarizationOptions(max_speakers=1)
+    for t in turns:
+        t.label = -1
+    diarizer._cluster(turns, no_chunks)
+    assert {t.label for t in turns} == {0}

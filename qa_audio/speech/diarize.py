@@ -96,6 +96,18 @@ class DiarizationOptions:
     two_speaker_min_duration: float = 1.0
     third_speaker_distance: float = 0.25
     third_speaker_min_duration: float = 4.0
+    # One voice or two (before any split is tried): a second voice shows as at least one shaping turn
+    # this far (cosine) from the centroid of them all. Measured on the 20 single-voice channels of
+    # the stereo sample calls, which hold one voice each: the split above cut 10 of them in two; the
+    # farthest turn of 8 of those lay 0.05-0.14 from the one centroid (the other two: 0.17, 0.23).
+    # On the 26 two-voice mono calls the farthest turn lay 0.159 (call11, h10) to 0.39 away. h13's
+    # agent, alone among its shaping turns (the callers speak < 1 s), lay at most 0.115 away and was
+    # cut in two at 0.178: its greeting became "the customer".
+    one_voice_max_distance: float = 0.15
+    # With one voice among the shaping turns, a shorter embedded turn this far from it is another
+    # voice of its own (a caller who only said 广州市): on the single-voice channels no short turn
+    # lay farther than 0.30 (22 turns); h13's second caller lay 0.36 away.
+    new_voice_distance: float = 0.33
     # Same-speaker pieces separated by less than this are merged in the output.
     merge_gap: float = 0.3
     # Relabelling after ASR (``Diarizer.relabel``): a pause between two words at least this long
@@ -390,6 +402,15 @@ class Diarizer:
         for t in embedded:
             if t.label < 0:
                 t.label = ks[int(np.argmax(centroids @ t.embedding))]
+        if len(ks) == 1 and (self.options.num_speakers or self.options.max_speakers) >= 2:
+            # a voice heard only in short turns (a reply under 1 s) shapes no cluster: it would join
+            # the one voice there is
+            apart = [t for t in embedded if t.weight < self.options.min_clustering_duration
+                     and 1.0 - float(centroids[0] @ t.embedding) > self.options.new_voice_distance]
+            for t in apart:
+                t.label = ks[0] + 1
+            if apart:
+                ks = [ks[0], ks[0] + 1]
         self._label_short(turns, local, ks)
 
     def _choose_clusters(self, x: np.ndarray, w: np.ndarray, speech_s: np.ndarray | None = None) -> np.ndarray:
@@ -401,6 +422,10 @@ class Diarizer:
         ``k_speaker_min_duration`` of speech: the bar is low for the second party (a call has two)
         and higher for a third voice, so that splitting one voice in two (centroid distance <= ~0.2
         even on telephone audio, small side a few seconds) is refused while a transfer is kept.
+
+        Before any split, the turns must hold a second voice at all: one turn at least
+        ``one_voice_max_distance`` from the centroid of them all (one voice split in two passes the
+        distance test above when its turns are few).
 
         ``w`` weighs the centroids (seconds embedded, at most ``max_embedding_duration`` a turn);
         a cluster's size is its seconds of speech, ``speech_s`` (default ``w``). Sized by the
@@ -437,6 +462,10 @@ class Diarizer:
             return candidate(min(opt.num_speakers, n))[0]
         best = np.zeros(n, dtype=int)
         lo, hi = max(opt.min_speakers, 1), min(opt.max_speakers, n)
+        farthest = float((1.0 - x @ _centroid(x, w)).max())
+        if lo <= 1 and farthest < opt.one_voice_max_distance:
+            log.debug("one voice: the farthest turn is %.3f from the centroid of all", farthest)
+            return best
         for k in range(2, hi + 1):
             labels, min_dist, min_dur = candidate(k)
             if k == 2:

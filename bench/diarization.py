@@ -34,6 +34,7 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.metrics import load_truths  # noqa: E402
 from qa_audio.speech.diarize import SAMPLE_RATE, DiarizationOptions, Diarizer  # noqa: E402
 
 COLLAR = 0.25
@@ -55,15 +56,11 @@ def channel_voices(diarizer: Diarizer, folder: Path) -> None:
     """Each channel of the folder's stereo calls diarized on its own, against the voices its truth
     turns name (one, but for a hand-over: h12's caller passes the phone to a relative)."""
     right = total = 0
-    for truth_path in sorted(folder.glob("*.truth.json")):
-        truth = json.loads(truth_path.read_text())
+    for truth in load_truths(folder):
         if truth.get("channels") != 2:
             continue
-        name = truth_path.name.removesuffix(".truth.json")
-        audio = next((p for p in sorted(folder.glob(name + ".*")) if p.suffix in {".wav", ".flac"}), None)
-        if audio is None:
-            continue
-        x = load_channels_16k(audio)
+        name = truth["name"]
+        x = load_channels_16k(Path(truth["audio_path"]))
         agent_channel = truth.get("agent_channel", 0)
         for channel in range(x.shape[1]):
             role = "agent" if channel == agent_channel else "customer"

@@ -30,6 +30,14 @@ def _text(analysis, role: str) -> str:
     return "".join(t.text for t in analysis.transcript.turns if t.role == role)
 
 
+def _der(analysis, truth) -> float:
+    """DER of the call's speech by role against the truth's per-turn speech intervals."""
+    transcript = analysis.transcript
+    reference = [(t["role"], a, b) for t in truth["turns"] for a, b in t["speech"]]
+    hypothesis = [(transcript.roles.get(s.speaker, s.speaker), s.start, s.end) for s in transcript.speech]
+    return der(reference, hypothesis)["der"]
+
+
 def test_every_hard_call_has_its_truth_and_audio():
     assert len(HARD) == 13
     for truth in HARD.values():
@@ -88,11 +96,8 @@ def test_no_listed_word_is_invented_where_none_is_said(hard, name):
 def test_a_real_two_voice_dialogue_is_diarized(hard):
     truth = HARD["h05_real_dialogue_mono"]
     analysis = hard("h05_real_dialogue_mono")
-    transcript = analysis.transcript
-    reference = [(t["role"], a, b) for t in truth["turns"] for a, b in t["speech"]]
-    hypothesis = [(transcript.roles.get(s.speaker, s.speaker), s.start, s.end) for s in transcript.speech]
-    assert len({s.speaker for s in transcript.speech}) == 2
-    assert der(reference, hypothesis)["der"] <= 0.10
+    assert len({s.speaker for s in analysis.transcript.speech}) == 2
+    assert _der(analysis, truth) <= 0.10
 
 
 def test_a_misheard_severe_phrase_is_still_heard(hard):
@@ -125,6 +130,4 @@ def test_an_agent_heard_with_callers_who_say_under_a_second_is_one_voice(hard):
     assert greeting.role == "agent" and "工号" in greeting.text
     interjection = [t for t in transcript.turns if t.start < 18.4 < t.end]
     assert [t.role for t in interjection] == ["customer"]
-    reference = [(t["role"], a, b) for t in truth["turns"] for a, b in t["speech"]]
-    hypothesis = [(transcript.roles.get(s.speaker, s.speaker), s.start, s.end) for s in transcript.speech]
-    assert der(reference, hypothesis)["der"] <= 0.10
+    assert _der(analysis, truth) <= 0.10

@@ -912,8 +912,7 @@ def main(argv: list[str]) -> None:
     KOKORO.prerender(
         [
             (tr["voice"], part)
-            for spec in wanted
-            for tr in map(parse_turn, spec["turns"])
+            for tr in turns
             if tr["voice"]
             for part in split_chunks(tr["say"])
         ]

@@ -29,6 +29,7 @@ import logging
 import math
 import threading
 import unicodedata
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -298,6 +299,12 @@ class Hit:
         return self.phrase.rule
 
 
+def load_segmenter() -> None:
+    """Build jieba's dictionary now (~1 s, once per process) rather than at the first match that
+    needs it: the Analyzer does so before its first call's stages, so no stage's timing carries it."""
+    _jieba()
+
+
 @functools.cache
 def _jieba():
     # jieba takes ~1 s to build its prefix dictionary: once per process, and only when a short
@@ -306,7 +313,10 @@ def _jieba():
     # jieba caches its dictionary as a marshal file in $TMPDIR, shared by every user of the machine:
     # it would leave 9 MB behind after each run and load a cache another user planted there. Both
     # its tokenizers keep their cache in this process's private folder instead (gone at exit).
-    import jieba
+    with warnings.catch_warnings():
+        # jieba 0.42 imports pkg_resources, whose deprecation warning is no news to a user
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import jieba
 
     from qa_audio.privacy import private_folder
 

@@ -27,6 +27,7 @@ from qa_audio.checks.acoustic import acoustic_findings
 from qa_audio.checks.rulebook import load_rulebook
 from qa_audio.checks.script import greeting_finding, greeting_window, near_greeting, run_checks
 from qa_audio.devices import choose_device
+from qa_audio.phrase_match import load_segmenter
 from qa_audio.redact import load_personal_data_rules, redact_call
 from qa_audio.rubric.fill import fill_rubric
 from qa_audio.rubric.sheet import load_rubric
@@ -169,6 +170,9 @@ class Analyzer:
 
         audio = load_audio(path)
         timings["decode"] = time.perf_counter() - started
+        # jieba's dictionary (~1 s, once per process) is built here, after the audio passed and
+        # like the models outside any stage's timing: the first call's greeting check carried it
+        load_segmenter()
         progress("decode", completed=1, total=1)
 
         stereo = audio.channel_count == 2 and not _duplicate_channels(audio)
@@ -313,8 +317,10 @@ class Analyzer:
                             self.options.asr.vad_speech_pad_ms / 1000)
         if span is None:
             return words, transcript, None
-        first_pass = self._greeting_level(transcript)
-        if first_pass == max(self._rulebook.greeting.levels):
+        first_pass = self._greeting(transcript)
+        # all of it heard: nothing to gain; none of it heard: a first turn that is no greeting (h05,
+        # a dialogue with none), not one misheard, so the 1-2 s of a second decoding are spared
+        if first_pass.level == max(self._rulebook.greeting.levels) or not first_pass.parts_found:
             return words, transcript, None
         hotwords = self._vocabulary.hotword_text(deployment_only=True)
         # not snapped as the first pass's words are: a stretch decoded on its own has no chunk joins
@@ -330,13 +336,15 @@ class Analyzer:
         # biased, stands (h08: no more of the greeting, agent CER +0.03)
         redecoded = self._transcript(spliced, speech, transcript.roles, transcript.duration)
         opening = OpeningRedecode(start=round(span[0], 3), end=round(span[1], 3), hotwords=hotwords,
-                                  changed=self._greeting_level(redecoded) > first_pass)
+                                  changed=self._greeting(redecoded).level > first_pass.level)
         return (spliced, redecoded, opening) if opening.changed else (words, transcript, opening)
 
-    def _greeting_level(self, transcript: Transcript) -> int:
-        """The greeting check's level once the vocabulary has rewritten the turns it reads (only those)."""
+    def _greeting(self, transcript: Transcript) -> ScriptDetails:
+        """What the greeting check hears once the vocabulary has rewritten the turns it reads (only those)."""
         near = near_greeting(transcript, self._rulebook)
-        return greeting_finding(correct_transcript(near, self._vocabulary)[0], self._rulebook).details.level
+        details = greeting_finding(correct_transcript(near, self._vocabulary)[0], self._rulebook).details
+        assert isinstance(details, ScriptDetails)
+        return details
 
     def _transcript(self, words: list[tuple[str, Word]], speech: list, roles: dict, duration: float) -> Transcript:
         turns = build_turns(words, roles, self.options.max_turn_gap)

@@ -153,8 +153,8 @@ class VocabularyCorrection:
 @dataclass(frozen=True)
 class OpeningRedecode:
     """The greeting's stretch decoded a second time with the deployment's words as ``hotwords``
-    (rules/vocabulary.yaml ``hotwords: opening``), because the first pass did not hold the whole
-    greeting; ``changed``: it heard more of the greeting, so its words replaced the first pass's
+    (rules/vocabulary.yaml ``hotwords: opening``), because the first pass held part of the greeting
+    but not all of it; ``changed``: it heard more of the greeting, so its words replaced the first pass's
     (otherwise the first pass's stand)."""
 
     start: float

@@ -15,8 +15,12 @@ between the first and the last new word; what the first pass heard outside that 
 the greeting in it than in the first: elsewhere the first pass, which no word list biased, stands
 (h08: the second decoding heard no more of the greeting and raised the agent's CER by 0.03).
 Measured over the 27 calls (``bench/prescores.py``): greeting level right on 26 instead of 22, no
-listed word invented, the greeting decoded again on the 13 calls whose first pass missed a part
-(~1.6 s each on two cores: one 30-s window of Whisper), never on the others.
+listed word invented, the greeting decoded again on the 12 calls whose first pass heard part of it
+but not all (1.0-2.9 s each on two cores: one 30-s window of Whisper), never on the others. Not
+where the first pass heard none of it: a first turn with no 您好, company, 工号 or offer of help is
+no greeting misheard (h05, a dialogue that has none, spent 1.0 s there for nothing). Decoding the
+stretch with beam 1 instead of 5 saved only 0.1-0.7 s of it (the 30-s window's encoder is most of
+the cost) and dropped h08's 您好 and garbled h01's 工号 digits, so the stretch keeps the ASR's beam.
 """
 
 from __future__ import annotations

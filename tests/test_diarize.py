@@ -182,6 +182,23 @@ def test_campplus_same_speaker_closer() -> None:
     assert torch.isnan(model(wav, weights=torch.zeros(1, 293))).all()
 
 
+def test_campplus_batch_is_the_one_by_one_embeddings() -> None:
+    """relabel() embeds pieces of one length in one pass: the same vectors as one at a time."""
+    from qa_audio.speech.embedding import fbank, load_campplus
+
+    model = load_campplus()
+    clip = _load("fireredasr_BAC009S0764W0121.wav")
+    features = [fbank(clip[start:start + SR * 3 // 2]) for start in (0, SR, 2 * SR)]
+    batch = model.embed_feature_batch(features)
+    assert batch.shape == (3, 192)
+    for row, one in zip(batch, features, strict=True):
+        assert np.allclose(row, model.embed_features(one), atol=1e-4)
+    assert not np.allclose(batch[0], batch[1], atol=1e-2), "different audio, different vectors"
+    assert np.isnan(model.embed_feature_batch([features[0][:5]])).all()
+    with pytest.raises(ValueError, match="one length"):
+        model.embed_feature_batch([features[0], features[0][:-1]])
+
+
 def test_two_speakers_telephone(diarizer, two_speaker_call) -> None:
     samples, turns = two_speaker_call
     calls: list[tuple[str, float, float]] = []

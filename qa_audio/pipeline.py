@@ -319,7 +319,7 @@ class Analyzer:
             return words, transcript, None
         first_pass = self._greeting(transcript)
         # all of it heard: nothing to gain; none of it heard: a first turn that is no greeting (h05,
-        # a dialogue with none), not one misheard, so the 1-2 s of a second decoding are spared
+        # a dialogue with none), not one misheard, so the 1-3 s of a second decoding are spared
         if first_pass.level == max(self._rulebook.greeting.levels) or not first_pass.parts_found:
             return words, transcript, None
         hotwords = self._vocabulary.hotword_text(deployment_only=True)

@@ -115,21 +115,17 @@ class CAMPPlusEmbedding(Model):
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """Embed raw (not yet normalised) fbank frames ``(n, 80)``; NaNs when ``n < MIN_FRAMES``."""
-        if len(features) < MIN_FRAMES:
-            return np.full(EMBEDDING_DIM, np.nan, dtype=np.float32)
-        device = next(self.campplus.parameters()).device  # the GPU when the diarizer runs there
-        feats = torch.from_numpy(features - features.mean(axis=0, keepdims=True)).to(device)
-        with torch.inference_mode():
-            return self.campplus(feats.unsqueeze(0))[0].cpu().numpy()
+        return self.embed_feature_batch([features])[0]
 
     def embed_feature_batch(self, features: list[np.ndarray]) -> np.ndarray:
-        """``embed_features`` of several frame arrays of one length in one forward pass ``(n, 192)``:
-        the same embeddings (eval mode: no statistic is shared across the batch) for fewer calls."""
+        """Embed several raw fbank frame arrays of one length in one forward pass ``(n, 192)``: each
+        row is what it alone gives (eval mode: no statistic is shared across the batch); NaN rows
+        when they are shorter than ``MIN_FRAMES``."""
         if len({f.shape for f in features}) > 1:
             raise ValueError("a batch of fbank features must all have one length")
         if not features or len(features[0]) < MIN_FRAMES:
             return np.full((len(features), EMBEDDING_DIM), np.nan, dtype=np.float32)
-        device = next(self.campplus.parameters()).device
+        device = next(self.campplus.parameters()).device  # the GPU when the diarizer runs there
         feats = torch.from_numpy(np.stack([f - f.mean(axis=0, keepdims=True) for f in features])).to(device)
         with torch.inference_mode():
             return self.campplus(feats).cpu().numpy()

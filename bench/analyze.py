@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.metrics import cer, der, load_truths, median  # noqa: E402
+from bench.metrics import asr_machine, cer, der, load_truths, median  # noqa: E402
 
 
 def bare_asr_seconds(transcriber, path: str, batched: bool) -> float:
@@ -89,6 +89,7 @@ def main() -> int:
     _ = analyzer.diarizer
     load_diarizer = time.perf_counter() - started
 
+    print(f"machine: {asr_machine()}", flush=True)
     header = (f"{'call':34} {'ch':>2} {'dur s':>6} {'analyze':>8} {'RTF':>6} {'bare ASR':>8} {'RTF':>6} "
               f"{'overhead':>8} {'CER':>6} {'roleCER':>7} {'DER':>6}" + (f" {'seqRTF':>6}" if args.sequential else ""))
     print(header)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -73,3 +77,37 @@ def der(reference: list[tuple[str, float, float]], hypothesis: list[tuple[str, f
 def median(values: list[float]) -> float:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
+
+
+# CTranslate2 picks Whisper's int8 kernels by CPU: the instruction set (AVX2, AVX-512) and the GEMM
+# library (Intel MKL on Intel CPUs, oneDNN elsewhere). Whisper base then decodes some words
+# differently: on an AMD EPYC with AVX2 and oneDNN, h03's 我不清楚 is 我不警车 and h01's 这里是 is
+# 这里，只, both heard right on the machine of earlier sessions; forcing MKL there (CT2_USE_MKL=1)
+# still wrote 我不警车, 4x slower. So every figure of bench/ is a figure of one machine, and says which.
+_CT2_REPORT = re.compile(r"(Selected ISA|GEMM_S8 backend): (\w+)")
+_LOAD_WHISPER = ("from faster_whisper import WhisperModel; from qa_audio import models; "
+                 "WhisperModel('base', device='cpu', compute_type='int8', files=models.whisper_base_files())")
+
+
+def asr_machine() -> str:
+    """The CPU and the kernels CTranslate2 chose for it, as CTranslate2 itself reports them when it
+    loads the packaged Whisper base (in a child process: CT2_VERBOSE is read once per process)."""
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    run = subprocess.run([sys.executable, "-c", _LOAD_WHISPER], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "CT2_VERBOSE": "1"}, timeout=300, check=False)
+    chosen = dict(_CT2_REPORT.findall(run.stderr))
+    import ctranslate2
+
+    kernels = (f"ISA {chosen.get('Selected ISA', '?')}, int8 GEMM {chosen.get('GEMM_S8 backend', '?')}"
+               if chosen else f"kernels not reported ({run.stderr.strip().splitlines()[-1:]})")
+    return f"{model}, {os.cpu_count()} cores; CTranslate2 {ctranslate2.__version__}: {kernels}"
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux
+        import platform
+
+        return f"model name: {platform.processor() or platform.machine()}"

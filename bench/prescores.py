@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.metrics import ROOT, cer, der, load_truths, median  # noqa: E402
+from bench.metrics import ROOT, asr_machine, cer, der, load_truths, median  # noqa: E402
 from bench.rules import score_rules  # noqa: E402
 from qa_audio.pipeline import AnalyzeOptions, Analyzer, CallAnalysis  # noqa: E402
 from qa_audio.rule_files import DEFAULT_RULES_DIR  # noqa: E402
@@ -174,6 +174,7 @@ def main() -> int:
         path = rules_dir / "vocabulary.yaml"
         path.write_text(re.sub(r"(?m)^hotwords: \w+", "hotwords: everywhere", path.read_text(encoding="utf-8")),
                         encoding="utf-8")
+    print(f"machine: {asr_machine()}", flush=True)
     results: dict[bool, list[dict]] = {}
     for vocabulary in runs:
         print("with the vocabulary:" if vocabulary else "without it (--no-vocabulary):", flush=True)

@@ -21,6 +21,12 @@ where the first pass heard none of it: a first turn with no 您好, company, 工
 no greeting misheard (h05, a dialogue that has none, spent 1.0 s there for nothing). Decoding the
 stretch with beam 1 instead of 5 saved only 0.1-0.7 s of it (the 30-s window's encoder is most of
 the cost) and dropped h08's 您好 and garbled h01's 工号 digits, so the stretch keeps the ASR's beam.
+Nor is the window shortened, though CTranslate2 encodes fewer than 3000 frames (10 s in 0.17 s,
+30 s in 0.99 s, saving about 1 s a call): base then hears otherwise, h10's 星河通信 became 金和同线
+with a 10-s window and 金河通信 with 20 s, and h07's and h11's first 您好 became 你好, timed 0.25 s
+late. Nor can the first pass's encoder output serve: the batched pass encodes chunks of VAD-packed
+speech, not the stretch, and decoding a whole chunk of up to 30 s again would spend more on
+generating (h13's 17-s stretch: 1.7 s) than the encoding it spares (0.9-1.1 s).
 """
 
 from __future__ import annotations

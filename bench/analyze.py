@@ -53,6 +53,8 @@ def main() -> int:
                         help="ASR batch size (default: the product's; 0 = sequential decoding)")
     parser.add_argument("--sequential", action="store_true",
                         help="also time faster-whisper's plain sequential transcribe (the library default)")
+    parser.add_argument("--compute-type", default="default",
+                        help="as analyze's --compute-type (int8 on the CPU by default: its kernels differ per CPU)")
     parser.add_argument("--save-json", type=Path,
                         help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")
     args = parser.parse_args()
@@ -77,7 +79,7 @@ def main() -> int:
 
     from qa_audio import AnalyzeOptions
 
-    options = AnalyzeOptions()
+    options = AnalyzeOptions(compute_type=args.compute_type)
     if args.beam_size:
         options = replace(options, asr=replace(options.asr, beam_size=args.beam_size))
     if args.batch_size is not None:
@@ -89,7 +91,7 @@ def main() -> int:
     _ = analyzer.diarizer
     load_diarizer = time.perf_counter() - started
 
-    print(f"machine: {asr_machine()}", flush=True)
+    print(f"machine: {asr_machine()}; compute type {analyzer.device.compute_type}", flush=True)
     header = (f"{'call':34} {'ch':>2} {'dur s':>6} {'analyze':>8} {'RTF':>6} {'bare ASR':>8} {'RTF':>6} "
               f"{'overhead':>8} {'CER':>6} {'roleCER':>7} {'DER':>6}" + (f" {'seqRTF':>6}" if args.sequential else ""))
     print(header)

@@ -80,28 +80,43 @@ def median(values: list[float]) -> float:
 
 
 # CTranslate2 picks Whisper's int8 kernels by CPU: the instruction set (AVX2, AVX-512) and the GEMM
-# library (Intel MKL on Intel CPUs, oneDNN elsewhere). Whisper base then decodes some words
-# differently: on an AMD EPYC with AVX2 and oneDNN, h03's 我不清楚 is 我不警车 and h01's 这里是 is
-# 这里，只, both heard right on the machine of earlier sessions; forcing MKL there (CT2_USE_MKL=1)
-# still wrote 我不警车, 4x slower. So every figure of bench/ is a figure of one machine, and says which.
-_CT2_REPORT = re.compile(r"(Selected ISA|GEMM_S8 backend): (\w+)")
+# library (Intel MKL on Intel CPUs, oneDNN elsewhere), and oneDNN picks its own by CPU again: with
+# VNNI (AVX-512 VNNI or AVX-VNNI) its int8 products add up in 32 bits, without it in 16 bits first,
+# saturating. Whisper base then decodes some words differently. Measured over the 27 calls of
+# bench/prescores.py (issue 14): an AMD EPYC without AVX-512 wrote h03's 我不清楚 as 我不警车; an
+# AMD EPYC with AVX-512 VNNI (Zen 4) heard it, but lost h04's 谁 of 谁跟你讲的 and wrote 您好 as 您也好
+# on h03 and h12; the same Zen 4 with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) gave a third
+# transcript. float32 (--compute-type float32) gave the same figures on every call (each pre-score,
+# each CER to the third decimal) with and without that cap, at 1.35x the time (bench/compute_types.py;
+# oneDNN's own account: "Nuances of int8 Computations" in its developer guide). So every
+# figure of bench/ is a figure of one machine and one compute type, and says which.
+_CT2_REPORT = re.compile(r"(Selected ISA|SGEMM backend|GEMM_S8 backend): (\w+)")
 _LOAD_WHISPER = ("from faster_whisper import WhisperModel; from qa_audio import models; "
                  "WhisperModel('base', device='cpu', compute_type='int8', files=models.whisper_base_files())")
+# the environment variables that move those choices (CTranslate2's and oneDNN's own)
+KERNEL_OVERRIDES = ("CT2_FORCE_CPU_ISA", "CT2_USE_MKL", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 def asr_machine() -> str:
     """The CPU and the kernels CTranslate2 chose for it, as CTranslate2 itself reports them when it
     loads the packaged Whisper base (in a child process: CT2_VERBOSE is read once per process)."""
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
+    info = _cpuinfo()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
                   if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith("flags")), []))
+    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
     run = subprocess.run([sys.executable, "-c", _LOAD_WHISPER], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "CT2_VERBOSE": "1"}, timeout=300, check=False)
     chosen = dict(_CT2_REPORT.findall(run.stderr))
     import ctranslate2
 
-    kernels = (f"ISA {chosen.get('Selected ISA', '?')}, int8 GEMM {chosen.get('GEMM_S8 backend', '?')}"
+    kernels = (f"ISA {chosen.get('Selected ISA', '?')}, float32 GEMM {chosen.get('SGEMM backend', '?')}, "
+               f"int8 GEMM {chosen.get('GEMM_S8 backend', '?')}"
                if chosen else f"kernels not reported ({run.stderr.strip().splitlines()[-1:]})")
-    return f"{model}, {os.cpu_count()} cores; CTranslate2 {ctranslate2.__version__}: {kernels}"
+    overrides = [f"{name}={os.environ[name]}" for name in KERNEL_OVERRIDES if name in os.environ]
+    return (f"{model} ({vnni}), {os.cpu_count()} cores; CTranslate2 {ctranslate2.__version__}: {kernels}"
+            + (f"; set: {' '.join(overrides)}" if overrides else ""))
 
 
 def _cpuinfo() -> str:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.metrics import ROOT, asr_machine, cer, der, load_truths, median  # noqa: E402
 from bench.rules import score_rules  # noqa: E402
+from qa_audio.devices import choose_device  # noqa: E402
 from qa_audio.pipeline import AnalyzeOptions, Analyzer, CallAnalysis  # noqa: E402
 from qa_audio.rule_files import DEFAULT_RULES_DIR  # noqa: E402
 
@@ -162,6 +163,8 @@ def main() -> int:
     parser.add_argument("--vocabulary", choices=("on", "off", "both"), default="both")
     parser.add_argument("--hotwords", action="store_true",
                         help="also bias the decoder with the words (rules/vocabulary.yaml hotwords: everywhere)")
+    parser.add_argument("--compute-type", default="default",
+                        help="as analyze's --compute-type (int8 on the CPU by default: its kernels differ per CPU)")
     args = parser.parse_args()
     truths = [t for folder in args.folders if folder.is_dir() for t in load_truths(folder)
               if not args.calls or any(t["name"].startswith(c) for c in args.calls)]
@@ -174,11 +177,12 @@ def main() -> int:
         path = rules_dir / "vocabulary.yaml"
         path.write_text(re.sub(r"(?m)^hotwords: \w+", "hotwords: everywhere", path.read_text(encoding="utf-8")),
                         encoding="utf-8")
-    print(f"machine: {asr_machine()}", flush=True)
+    print(f"machine: {asr_machine()}; compute type {choose_device('auto', args.compute_type).compute_type}", flush=True)
     results: dict[bool, list[dict]] = {}
     for vocabulary in runs:
         print("with the vocabulary:" if vocabulary else "without it (--no-vocabulary):", flush=True)
-        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir))
+        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir,
+                                                  compute_type=args.compute_type))
         rows = []
         for truth in truths:
             started = time.perf_counter()

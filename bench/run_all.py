@@ -8,7 +8,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ["analyze.py", "diarization.py", "rules.py", "acoustic.py", "rubric.py", "redaction.py", "batch.py",
-           "report.py", "workbench.py", "hotwords.py"]
+           "report.py", "workbench.py", "hotwords.py", "prescores.py", "compute_types.py"]
 
 
 def main() -> int:

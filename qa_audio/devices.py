@@ -3,8 +3,14 @@
 faster-whisper (CTranslate2) and the diarizer (pyannote's segmentation model and CAM++, both torch)
 go to the same device. ``auto`` takes a CUDA GPU where both torch and CTranslate2 see one, else the
 CPU, so the same command runs on a laptop and on a GPU server. ``--compute-type default`` is int8 on
-the CPU (measured the fastest there, at the same CER as float32 on the sample calls) and float16 on
-a GPU (CTranslate2's own advice for CUDA). The choice is echoed in every result's ``settings.device``.
+the CPU (float32 takes 1.35x its time, median over the 14 sample calls of ``bench/compute_types.py``)
+and float16 on a GPU (CTranslate2's own advice for CUDA). int8's kernels differ per CPU (VNNI or
+not, MKL or oneDNN) and so, on the hard calls, do a few words: over the 27 calls of
+``bench/prescores.py`` three machines gave greeting 24-26/27, closing 26-27/27 and forbidden-phrase
+recall 0.89-1.00, each missing other calls, where float32 gave the same figures under two kernel
+sets of one machine (greeting 26/27, closing 26/27, recall 1.00). So float32 is there for the same
+score on every server; int8 stays the default for the nightly batch's speed. The choice is echoed
+in every result's ``settings.device``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""What float32 costs against int8 on the CPU: the whole analysis per call, both in one process.
+
+    .venv/bin/python bench/compute_types.py                      # the 14 calls of sample_calls/
+    .venv/bin/python bench/compute_types.py --calls call01_full_script_mono h03_low_male_kokoro_stereo
+
+Why it is worth asking: Whisper's int8 kernels differ per CPU (VNNI or not, MKL or oneDNN: see
+``bench/metrics.py``), and so do the words Whisper base writes on the hard calls, while float32
+wrote the same words on all 27 calls of ``bench/prescores.py`` with and without oneDNN held to
+AVX2. Two analyzers are loaded, one per compute type, each warmed up on the first call; then each
+call is analysed by both, the order alternating from call to call so that a drift of the shared
+machine's speed falls on both alike. Prints per call the seconds of each and their ratio, then the
+median ratio. Timings are noisy on a shared machine: quote the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.metrics import ROOT, asr_machine, load_truths  # noqa: E402
+from qa_audio.pipeline import AnalyzeOptions, Analyzer  # noqa: E402
+
+COMPUTE_TYPES = ("int8", "float32")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", nargs="+", help="call names (sample_calls/ and hard/); default: sample_calls/")
+    args = parser.parse_args()
+    truths = load_truths() + (load_truths(ROOT / "sample_calls" / "hard") if args.calls else [])
+    if args.calls:
+        truths = [t for t in truths if t["name"] in args.calls]
+    if not truths:
+        print("no such calls with truth files")
+        return 1
+    print(f"machine: {asr_machine()}", flush=True)
+    analyzers = {ct: Analyzer(AnalyzeOptions(compute_type=ct)) for ct in COMPUTE_TYPES}
+    for analyzer in analyzers.values():  # one-off costs of a process's first call, untimed
+        analyzer.analyze(truths[0]["audio_path"])
+    ratios = []
+    for index, truth in enumerate(truths):
+        seconds = {}
+        for compute_type in COMPUTE_TYPES if index % 2 == 0 else reversed(COMPUTE_TYPES):
+            started = time.perf_counter()
+            analyzers[compute_type].analyze(truth["audio_path"])
+            seconds[compute_type] = time.perf_counter() - started
+        ratios.append(seconds["float32"] / seconds["int8"])
+        print(f"{truth['name'][:36]:36} int8 {seconds['int8']:6.2f} s  float32 {seconds['float32']:6.2f} s  "
+              f"float32/int8 {ratios[-1]:.2f}", flush=True)
+    print(f"median float32/int8 {statistics.median(ratios):.2f} over {len(ratios)} calls "
+          f"({min(ratios):.2f}-{max(ratios):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

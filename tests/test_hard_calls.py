@@ -1,6 +1,12 @@
 """Calls the project was not tuned on (sample_calls/hard/): other agent voices, short replies, a real
 two-voice dialogue, calls that never name the company. Real models on real audio; each test holds a
-failure class of issue 14 that was seen and repaired (bench/prescores.py has the figures)."""
+failure class of issue 14 that was seen and repaired (bench/prescores.py has the figures).
+
+These calls are analysed with Whisper in float32, not the CPU's default int8: what they assert is
+what Whisper base writes near the edge of what it can hear, and int8's kernels differ per CPU (VNNI
+or not, MKL or oneDNN), so its words do too. On an AMD EPYC with AVX-512 VNNI, int8 lost h04's 谁 of
+谁跟你讲的 (this test file failed there); float32 gave every call the same figures with and without
+oneDNN held to AVX2 (bench/metrics.py, bench/prescores.py --compute-type float32)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ HARD = {t["name"]: t for t in load_truths(SAMPLE_CALLS / "hard")}
 
 
 @pytest.fixture(scope="module")
-def hard(analyzer):
+def hard():
+    from qa_audio.pipeline import AnalyzeOptions, Analyzer
+
+    analyzer = Analyzer(AnalyzeOptions(compute_type="float32"))
     cache: dict[str, object] = {}
 
     def get(name: str):
@@ -58,22 +67,26 @@ def test_a_collapsed_decoding_is_decoded_again(hard):
 
 
 def test_a_greeting_the_first_pass_got_wrong_is_decoded_again_with_the_deployments_words(hard):
-    """h01: base lost 帮您 at a chunk end; h04 (stereo, a low male voice): it never wrote 您好. Which
-    of them the first pass gets wrong depends on the CPU's int8 kernels (both on the machines the calls
-    were first measured on, h01 only on an AMD EPYC without AVX-512); on each, at least one is decoded
-    again and ends whole."""
-    redecoded = []
-    for name, lost in (("h01_kokoro_fast_greeting_mono", "帮您"), ("h04_low_male_blend_stereo", "您好")):
-        analysis = hard(name)
-        greeting = next(f for f in analysis.findings if f.rule == "greeting")
-        assert greeting.details.level == 2, (name, greeting.details)
-        assert lost in greeting.text, name
-        if analysis.opening is not None:  # None: the first pass held the whole greeting
-            assert analysis.opening.changed, f"{name}: level 2 only with the second decoding"
-            assert analysis.opening.hotwords == "星河通信 工号"
-            assert analysis.opening.start < greeting.start + 0.5 and greeting.end <= analysis.opening.end + 0.5
-            redecoded.append(name)
-    assert redecoded
+    """h10 (a male Kokoro voice): the first pass wrote 星河通信 as 金和同仙, too far from it to correct by
+    sound, so the greeting's stretch is decoded again with the deployment's words, and heard whole."""
+    analysis = hard("h10_ad_sms_kokoro_male_mono")
+    greeting = next(f for f in analysis.findings if f.rule == "greeting")
+    assert greeting.details.level == HARD["h10_ad_sms_kokoro_male_mono"]["qa"]["greeting"]["level"] == 1
+    assert "星河通信" in greeting.text
+    assert analysis.opening is not None and analysis.opening.changed, "level 1 only with the second decoding"
+    assert analysis.opening.hotwords == "星河通信 工号"
+    assert analysis.opening.start < greeting.start + 0.5 and greeting.end <= analysis.opening.end + 0.5
+
+
+@pytest.mark.parametrize(("name", "lost"), [("h01_kokoro_fast_greeting_mono", "帮您"),
+                                            ("h04_low_male_blend_stereo", "您好")])
+def test_greetings_whose_words_int8_lost_are_heard_whole(hard, name: str, lost: str):
+    """h01: base in int8 lost 帮您 at a chunk end; h04 (stereo, a low male voice): it never wrote 您好
+    (each on some CPUs: their int8 kernels differ). float32's first pass hears both whole."""
+    analysis = hard(name)
+    greeting = next(f for f in analysis.findings if f.rule == "greeting")
+    assert greeting.details.level == 2, greeting.details
+    assert lost in greeting.text
 
 
 def test_a_forbidden_phrase_right_after_a_short_customer_turn_is_the_agents(hard):

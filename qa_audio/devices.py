@@ -3,7 +3,7 @@
 faster-whisper (CTranslate2) and the diarizer (pyannote's segmentation model and CAM++, both torch)
 go to the same device. ``auto`` takes a CUDA GPU where both torch and CTranslate2 see one, else the
 CPU, so the same command runs on a laptop and on a GPU server. ``--compute-type default`` is int8 on
-the CPU (float32 takes 1.35x its time, median over the 14 sample calls of ``bench/compute_types.py``)
+the CPU (float32 takes 1.46x its time, median over the 14 sample calls of ``bench/compute_types.py``)
 and float16 on a GPU (CTranslate2's own advice for CUDA). int8's kernels differ per CPU (VNNI or
 not, MKL or oneDNN) and so, on the hard calls, do a few words: over the 27 calls of
 ``bench/prescores.py`` three machines gave greeting 24-26/27, closing 26-27/27 and forbidden-phrase

@@ -87,7 +87,7 @@ def median(values: list[float]) -> float:
 # AMD EPYC with AVX-512 VNNI (Zen 4) heard it, but lost h04's 谁 of 谁跟你讲的 and wrote 您好 as 您也好
 # on h03 and h12; the same Zen 4 with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) gave a third
 # transcript. float32 (--compute-type float32) gave the same figures on every call (each pre-score,
-# each CER to the third decimal) with and without that cap, at 1.46x the time (bench/compute_types.py;
+# each CER to the third decimal) with and without that cap and with MKL, at 1.46x the time (bench/compute_types.py;
 # oneDNN's own account: "Nuances of int8 Computations" in its developer guide). So every
 # figure of bench/ is a figure of one machine and one compute type, and says which.
 _CT2_REPORT = re.compile(r"(Selected ISA|SGEMM backend|GEMM_S8 backend): (\w+)")

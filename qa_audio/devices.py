@@ -7,10 +7,10 @@ the CPU (float32 takes 1.46x its time, median over the 14 sample calls of ``benc
 and float16 on a GPU (CTranslate2's own advice for CUDA). int8's kernels differ per CPU (VNNI or
 not, MKL or oneDNN) and so, on the hard calls, do a few words: over the 27 calls of
 ``bench/prescores.py`` three machines gave greeting 24-26/27, closing 26-27/27 and forbidden-phrase
-recall 0.89-1.00, each missing other calls, where float32 gave the same figures under two kernel
-sets of one machine (greeting 26/27, closing 26/27, recall 1.00). So float32 is there for scores
-that do not move with a server's kernels; int8 stays the default for the nightly batch's speed. The choice is echoed
-in every result's ``settings.device``.
+recall 0.89-1.00, each missing other calls, where float32 gave the same figures under three kernel
+sets of one machine, oneDNN's AVX-512 and AVX2 and MKL (greeting 26/27, closing 26/27, recall
+1.00). So float32 is there for scores that do not move with a server's kernels; int8 stays the
+default for the nightly batch's speed. The choice is echoed in every result's ``settings.device``.
 """
 
 from __future__ import annotations

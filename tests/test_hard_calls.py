@@ -5,8 +5,8 @@ failure class of issue 14 that was seen and repaired (bench/prescores.py has the
 These calls are analysed with Whisper in float32, not the CPU's default int8: what they assert is
 what Whisper base writes near the edge of what it can hear, and int8's kernels differ per CPU (VNNI
 or not, MKL or oneDNN), so its words do too. On an AMD EPYC with AVX-512 VNNI, int8 lost h04's 谁 of
-谁跟你讲的 (this test file failed there); float32 gave every call the same figures with and without
-oneDNN held to AVX2 (bench/metrics.py, bench/prescores.py --compute-type float32)."""
+谁跟你讲的 (this test file failed there); float32 gave every call the same figures with oneDNN's
+AVX-512 and AVX2 kernels and with MKL (bench/metrics.py, bench/prescores.py --compute-type float32)."""
 
 from __future__ import annotations
 

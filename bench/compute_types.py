@@ -6,10 +6,10 @@
 Why it is worth asking: Whisper's int8 kernels differ per CPU (VNNI or not, MKL or oneDNN: see
 ``bench/metrics.py``), and so do the words Whisper base writes on the hard calls, while float32
 gave the same figures on all 27 calls of ``bench/prescores.py`` with oneDNN's AVX-512 and AVX2
-kernels and with MKL. Two analyzers are loaded, one per compute type, each warmed up on the first call; then each
-call is analysed by both, the order alternating from call to call so that a drift of the shared
-machine's speed falls on both alike. Prints per call the seconds of each and their ratio, then the
-median ratio. Timings are noisy on a shared machine: quote the median.
+kernels and with MKL. Two analyzers are loaded, one per compute type, each warmed up on the first
+call; then each call is analysed by both, the order alternating from call to call so that a drift
+of the shared machine's speed falls on both alike. Prints per call the seconds of each and their
+ratio, then the median ratio. Timings are noisy on a shared machine: quote the median.
 """
 
 from __future__ import annotations

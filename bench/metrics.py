@@ -87,9 +87,9 @@ def median(values: list[float]) -> float:
 # AMD EPYC with AVX-512 VNNI (Zen 4) heard it, but lost h04's 谁 of 谁跟你讲的 and wrote 您好 as 您也好
 # on h03 and h12; the same Zen 4 with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) gave a third
 # transcript. float32 (--compute-type float32) gave the same figures on every call (each pre-score,
-# each CER to the third decimal) with and without that cap and with MKL, at 1.46x the time (bench/compute_types.py;
-# oneDNN's own account: "Nuances of int8 Computations" in its developer guide). So every
-# figure of bench/ is a figure of one machine and one compute type, and says which.
+# each CER to the third decimal) with and without that cap and with MKL, at 1.46x the time
+# (bench/compute_types.py; oneDNN's own account: "Nuances of int8 Computations" in its developer
+# guide). So every figure of bench/ is a figure of one machine and one compute type, and says which.
 _CT2_REPORT = re.compile(r"(Selected ISA|SGEMM backend|GEMM_S8 backend): (\w+)")
 _LOAD_WHISPER = ("from faster_whisper import WhisperModel; from qa_audio import models; "
                  "WhisperModel('base', device='cpu', compute_type='int8', files=models.whisper_base_files())")
@@ -100,12 +100,10 @@ KERNEL_OVERRIDES = ("CT2_FORCE_CPU_ISA", "CT2_USE_MKL", "ONEDNN_MAX_CPU_ISA", "D
 def asr_machine() -> str:
     """The CPU and the kernels CTranslate2 chose for it, as CTranslate2 itself reports them when it
     loads the packaged Whisper base (in a child process: CT2_VERBOSE is read once per process)."""
-    info = _cpuinfo()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), "unknown CPU")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
-                      if line.startswith("flags")), []))
-    vnni = "VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "no VNNI"
+    # every processor repeats the same fields: any one's will do
+    cpu = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in _cpuinfo().splitlines())}
+    model = cpu.get("model name", "unknown CPU")
+    vnni = "VNNI" if set(cpu.get("flags", "").split()) & {"avx512_vnni", "avx_vnni"} else "no VNNI"
     run = subprocess.run([sys.executable, "-c", _LOAD_WHISPER], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "CT2_VERBOSE": "1"}, timeout=300, check=False)
     chosen = dict(_CT2_REPORT.findall(run.stderr))

@@ -181,8 +181,7 @@ def main() -> int:
     results: dict[bool, list[dict]] = {}
     for vocabulary in runs:
         print("with the vocabulary:" if vocabulary else "without it (--no-vocabulary):", flush=True)
-        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir,
-                                                  compute_type=args.compute_type))
+        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir, compute_type=args.compute_type))
         rows = []
         for truth in truths:
             started = time.perf_counter()

@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.metrics import asr_machine, cer, der, load_truths, median  # noqa: E402
+from qa_audio.devices import COMPUTE_TYPES  # noqa: E402
 
 
 def bare_asr_seconds(transcriber, path: str, batched: bool) -> float:
@@ -53,7 +54,7 @@ def main() -> int:
                         help="ASR batch size (default: the product's; 0 = sequential decoding)")
     parser.add_argument("--sequential", action="store_true",
                         help="also time faster-whisper's plain sequential transcribe (the library default)")
-    parser.add_argument("--compute-type", default="default",
+    parser.add_argument("--compute-type", default="default", choices=COMPUTE_TYPES,
                         help="as analyze's --compute-type (int8 on the CPU by default: its kernels differ per CPU)")
     parser.add_argument("--save-json", type=Path,
                         help="write each call's analyze JSON here (for bench/rubric.py --from-dir)")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.metrics import ROOT, asr_machine, cer, der, load_truths, median  # noqa: E402
 from bench.rules import score_rules  # noqa: E402
-from qa_audio.devices import choose_device  # noqa: E402
+from qa_audio.devices import COMPUTE_TYPES, choose_device  # noqa: E402
 from qa_audio.pipeline import AnalyzeOptions, Analyzer, CallAnalysis  # noqa: E402
 from qa_audio.rule_files import DEFAULT_RULES_DIR  # noqa: E402
 
@@ -163,7 +163,7 @@ def main() -> int:
     parser.add_argument("--vocabulary", choices=("on", "off", "both"), default="both")
     parser.add_argument("--hotwords", action="store_true",
                         help="also bias the decoder with the words (rules/vocabulary.yaml hotwords: everywhere)")
-    parser.add_argument("--compute-type", default="default",
+    parser.add_argument("--compute-type", default="default", choices=COMPUTE_TYPES,
                         help="as analyze's --compute-type (int8 on the CPU by default: its kernels differ per CPU)")
     args = parser.parse_args()
     truths = [t for folder in args.folders if folder.is_dir() for t in load_truths(folder)

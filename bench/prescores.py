@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/prescores.py                              # sample_calls/ and sample_calls/hard/
     .venv/bin/python bench/prescores.py --folders sample_calls/hard --vocabulary on
+    .venv/bin/python bench/prescores.py --compute-type float32 --beam-size 1 --vocabulary on
 
 Runs the whole pipeline (models loaded once) over every call of each folder, with the deployment
 vocabulary (``rules/vocabulary.yaml``) and without it (``--no-vocabulary``), and prints per call:
@@ -33,6 +34,7 @@ from bench.rules import score_rules  # noqa: E402
 from qa_audio.devices import COMPUTE_TYPES, choose_device  # noqa: E402
 from qa_audio.pipeline import AnalyzeOptions, Analyzer, CallAnalysis  # noqa: E402
 from qa_audio.rule_files import DEFAULT_RULES_DIR  # noqa: E402
+from qa_audio.speech.asr import AsrOptions  # noqa: E402
 
 FOLDERS = [ROOT / "sample_calls", ROOT / "sample_calls" / "hard"]
 ROLES = ("agent", "customer")
@@ -165,6 +167,8 @@ def main() -> int:
                         help="also bias the decoder with the words (rules/vocabulary.yaml hotwords: everywhere)")
     parser.add_argument("--compute-type", default="default", choices=COMPUTE_TYPES,
                         help="as analyze's --compute-type (int8 on the CPU by default: its kernels differ per CPU)")
+    parser.add_argument("--beam-size", type=int, default=AsrOptions.beam_size, choices=range(1, 11), metavar="1-10",
+                        help=f"as analyze's --beam-size (default {AsrOptions.beam_size})")
     args = parser.parse_args()
     truths = [t for folder in args.folders if folder.is_dir() for t in load_truths(folder)
               if not args.calls or any(t["name"].startswith(c) for c in args.calls)]
@@ -177,11 +181,13 @@ def main() -> int:
         path = rules_dir / "vocabulary.yaml"
         path.write_text(re.sub(r"(?m)^hotwords: \w+", "hotwords: everywhere", path.read_text(encoding="utf-8")),
                         encoding="utf-8")
-    print(f"machine: {asr_machine()}; compute type {choose_device('auto', args.compute_type).compute_type}", flush=True)
+    print(f"machine: {asr_machine()}; compute type {choose_device('auto', args.compute_type).compute_type}; "
+          f"beam {args.beam_size}", flush=True)
     results: dict[bool, list[dict]] = {}
     for vocabulary in runs:
         print("with the vocabulary:" if vocabulary else "without it (--no-vocabulary):", flush=True)
-        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir, compute_type=args.compute_type))
+        analyzer = Analyzer(AnalyzeOptions(vocabulary=vocabulary, rules_dir=rules_dir, compute_type=args.compute_type,
+                                           asr=AsrOptions(beam_size=args.beam_size)))
         rows = []
         for truth in truths:
             started = time.perf_counter()

@@ -10,12 +10,16 @@ not, MKL or oneDNN) and so, on the hard calls, do a few words: over the 27 calls
 recall 0.89-1.00, each missing other calls, where float32 gave the same figures under three kernel
 sets of one machine, oneDNN's AVX-512 and AVX2 and MKL (greeting 26/27, closing 26/27, recall
 1.00). So float32 is there for scores that do not move with a server's kernels; int8 stays the
-default for the nightly batch's speed. A narrower beam does not buy float32's time back (Zen 4,
-``bench/prescores.py --compute-type float32 --beam-size N``): with beam 1 the decoding took about
-1.1x int8's time, but the agents' median CER rose from 0.089 to 0.113 (15 of the 54 call-roles
-worse by more than 0.02); beam 2 (about 1.3x) lost h04's forbidden phrase as int8 did. Nor does
-MKL there: its int8 and int16 (``CT2_USE_MKL=1``) decoded 4-6x slower than oneDNN's int8. The
-choice is echoed in every result's ``settings.device``.
+default for the nightly batch's speed. A narrower beam does not buy float32's time back without
+a cost (Zen 4; whole analyses, ``bench/compute_types.py --beam-size N``, median over the 14 sample
+calls; pre-scores, ``bench/prescores.py --compute-type float32 --beam-size N``): beam 1 takes 1.07x
+int8's time and keeps the pre-scores, but the agents' median CER rises from 0.089 to 0.113 (15 of
+the 54 call-roles worse by more than 0.02); beam 2 takes 1.22x and loses h04's forbidden phrase as
+int8 does; beam 3 takes 1.30x and keeps the pre-scores, median CER 0.091 / 0.125 against
+0.089 / 0.152, 6 call-roles worse by more than 0.02 and 7 better (int8 itself moves as much
+between two kernel sets of that CPU: 5 worse and 11 better with oneDNN held to AVX2). Nor does MKL
+there: its int8 and int16 (``CT2_USE_MKL=1``) decoded 4-6x slower than oneDNN's int8 (three calls
+timed by hand). The choice is echoed in every result's ``settings.device``.
 """
 
 from __future__ import annotations

@@ -28,10 +28,12 @@ import numpy as np
 
 from qa_audio import models
 from qa_audio.schema import ProgressHook, Word, no_progress
+from qa_audio.speech.speech_joins import JoinedSpeech, across_join, joined_speech
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what faster-whisper decodes
+CHUNK_S = 30  # the window Whisper decodes: batched decoding joins speech into chunks this long
 FRAME_S = 0.02  # the step of Whisper's word times
 
 # Whisper's own stock phrases from its subtitle training data, never said on a service line.
@@ -143,9 +145,36 @@ class Transcriber:
         return self.finish(self.fill_gaps(samples, self.decode(samples, progress), speech))
 
     def decode(self, samples: np.ndarray, progress: ProgressHook = no_progress) -> list[Word]:
-        """The first pass: faster-whisper over the whole signal, with its own VAD."""
+        """The first pass: faster-whisper over the whole signal, with its own VAD; a word that
+        crosses one of that VAD's joins is given to the speech after it (``speech_joins.py``)."""
         segments, info = self.faster_whisper(samples)
-        return self._words(segments, info, progress)
+        return self._words(self._words_after_joins(segments, self.joined_speech(samples)), info, progress)
+
+    def joined_speech(self, samples: np.ndarray) -> JoinedSpeech:
+        """How the first pass joins ``samples``' speech: faster-whisper's VAD run again with the same
+        settings (~2 ms per second of audio), since its ``transcribe`` does not return the segments."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        batched = self.options.batch_size > 0
+        # what BatchedInferencePipeline and WhisperModel.transcribe each build from vad_parameters
+        vad = VadOptions(**self.decode_settings()["vad_parameters"],
+                         **({"max_speech_duration_s": CHUNK_S} if batched else {}))
+        return joined_speech(get_speech_timestamps(samples, vad), SAMPLE_RATE, CHUNK_S if batched else float("inf"))
+
+    @staticmethod
+    def _words_after_joins(segments, joined: JoinedSpeech):
+        moved = 0
+        for segment in segments:
+            for word in segment.words or []:
+                times = across_join(word.start, word.end, joined)
+                if times:
+                    logger.debug("%r at %.2f-%.2f s crosses a VAD join: %.2f-%.2f s", word.word,
+                                 word.start, word.end, *times)
+                    word.start, word.end = times
+                    moved += 1
+            yield segment
+        if moved:
+            logger.info("gave %d word(s) that cross a join of the VAD's speech to the speech after it", moved)
 
     def faster_whisper(self, audio: np.ndarray | str, batched: bool | None = None) -> tuple:
         """faster-whisper's own ``(segments, info)`` for ``audio`` (samples or a file) with these decoding

@@ -128,6 +128,19 @@ def test_word_straddling_its_speech_start_stays_before_the_next_word():
     assert snapped[0].start == 15.94 and snapped[0].end <= 15.98
 
 
+def test_a_snapped_word_stays_before_a_next_word_timed_before_the_speech():
+    """call12: 我 of 我根本不知情 came back at 36.312-36.376 s, the speech starts at 36.388 s and
+    Whisper timed 根 at 36.38 s; snapped to the speech's start, 我 read after 根 (根我本)."""
+    from qa_audio.speech.attribution import snap_orphan_words
+
+    speech = [SpeechInterval("CH1", 7.6, 15.3), SpeechInterval("CH1", 36.388, 39.3)]
+    heard = [Word(15.08, 15.24, "了。", 0.9), Word(36.312, 36.376, "我", 0.6), Word(36.38, 36.6, "根", 0.99),
+             Word(36.6, 36.78, "本", 0.99)]
+    snapped = snap_orphan_words(heard, speech)
+    assert [w.text for w in sorted(snapped, key=lambda w: (w.start, w.end))] == ["了。", "我", "根", "本"]
+    assert snapped[1].start == 36.38
+
+
 def test_punctuate_ends_sentences_at_pauses_and_segment_ends() -> None:
     from qa_audio.speech.asr import SENTENCE_PAUSE_S, _punctuate
 

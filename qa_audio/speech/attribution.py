@@ -112,7 +112,9 @@ def snap_orphan_words(words: list[Word], speech: list[SpeechInterval], min_insid
         if target is None or not orphan and target.speaker == home.speaker:
             out.append(word)  # a leak into the same speaker's next interval changes nothing
             continue
-        start = target.start
+        # no later than the next word, even where that one was timed a little before the speech
+        # (call12: 我 of 我根本 snapped past 根 and read 根我本)
+        start = min(target.start, following.start)
         end = max(start + 0.01, min(following.start, start + duration))
         out.append(Word(start=round(start, 3), end=round(end, 3), text=word.text, probability=word.probability))
     return out

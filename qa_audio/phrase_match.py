@@ -12,7 +12,9 @@ Scoring (all weights come from ``rules/matching.yaml``):
   ``1 - near_part_penalty`` per confusable part (initial or final), ``half_match`` when only one
   part is alike, 0 otherwise; a numeral matches any of its readings (1 = yi/yao, 2 = er/liang);
 - per phrase: (sum of character scores - penalties for inserted and dropped characters) divided by
-  the phrase length, so 1.0 is a perfect match.
+  the phrase length, so 1.0 is a perfect match. An inserted character that Whisper itself gave
+  less than ``unsure_below`` probability costs ``unsure_insertion_penalty`` instead: the 也 of
+  您也好 (p 0.18 and 0.26 on h03 and h12, where 您好 was said) is more likely noise than speech.
 
 Some characters carry the meaning and must be heard exactly (same syllable, never dropped):
 negation words ("我不知道" must not match "我知道") and any character a QA lead puts in square
@@ -112,6 +114,8 @@ class MatchSettings:
 
     min_score: float = 0.8
     insertion_penalty: float = 0.5
+    unsure_insertion_penalty: float = 0.5
+    unsure_below: float = 0.0
     deletion_penalty: float = 0.25
     near_part_penalty: float = 0.15
     half_match: float = 0.3
@@ -238,6 +242,8 @@ class HeardChar:
     readings: tuple[str, ...]
     start: float
     end: float
+    probability: float = 1.0
+    """Whisper's probability of the word the character came from (1.0 where none is known)"""
 
 
 @dataclass
@@ -254,21 +260,22 @@ class Heard:
     _bounds: tuple[frozenset[int], frozenset[int]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_pieces(cls, role: str, pieces: Iterable[tuple[str, float, float]]) -> Heard:
+    def from_pieces(cls, role: str, pieces: Iterable[tuple[str, float, float] | tuple[str, float, float, float]]) -> Heard:
+        """``pieces`` are (text, start, end), or (text, start, end, probability) for a word."""
         chars: list[HeardChar] = []
         texts: list[str] = []
-        spans: list[tuple[float, float]] = []
-        for raw, start, end in pieces:
+        spans: list[tuple[float, float, float]] = []
+        for raw, start, end, *probability in pieces:
             norm = normalise(raw)
             if not norm:
                 continue
             step = max(end - start, 0.0) / len(norm)
             for k, ch in enumerate(norm):
                 texts.append(ch)
-                spans.append((start + k * step, start + (k + 1) * step))
+                spans.append((start + k * step, start + (k + 1) * step, probability[0] if probability else 1.0))
         text = "".join(texts)
-        for ch, rd, (s, e) in zip(text, char_readings(text), spans, strict=True):
-            chars.append(HeardChar(ch, rd, round(float(s), 3), round(float(e), 3)))  # numpy -> float
+        for ch, rd, (s, e, p) in zip(text, char_readings(text), spans, strict=True):
+            chars.append(HeardChar(ch, rd, round(float(s), 3), round(float(e), 3), float(p)))  # numpy -> float
         return cls(role=role, chars=chars, text=text)
 
     def boundaries(self, tokenizer) -> tuple[frozenset[int], frozenset[int]]:
@@ -487,8 +494,9 @@ class PhraseIndex:
                     if p[0] - s.deletion_penalty > best[0] and p[0] > neg_inf:
                         best = (p[0] - s.deletion_penalty, p[1], p[2])
                 p = cur[j - 1]  # an extra heard character, after at least one matched one
-                if p[0] > neg_inf and p[1] >= 0 and p[0] - s.insertion_penalty > best[0]:
-                    best = (p[0] - s.insertion_penalty, p[1], p[2])
+                extra = s.unsure_insertion_penalty if hc.probability < s.unsure_below else s.insertion_penalty
+                if p[0] > neg_inf and p[1] >= 0 and p[0] - extra > best[0]:
+                    best = (p[0] - extra, p[1], p[2])
                 cur[j] = best
             prev = cur
         cands = [c for c in prev if c[0] > neg_inf and c[1] >= 0]

@@ -78,6 +78,22 @@ def test_one_extra_or_missing_character_is_tolerated_with_a_lower_score() -> Non
     assert 0.8 < missing.score < 1.0
 
 
+def test_an_extra_character_whisper_doubted_costs_less() -> None:
+    settings = MatchSettings(unsure_insertion_penalty=0.25, unsure_below=0.5)
+    phrase = compile_phrase("您好", "test", settings, min_score=0.85)
+    index = PhraseIndex([phrase], settings)
+
+    def said(probability: float) -> Heard:
+        return Heard.from_pieces("agent", [("您", 0.5, 0.84, 0.7), ("也", 0.84, 0.92, probability),
+                                           ("好", 0.92, 1.2, 0.97)])
+
+    (hit,) = index.find(said(0.18))
+    assert hit.score == pytest.approx((2 - 0.25) / 2)
+    assert (hit.start, hit.end) == (0.5, 1.2)
+    assert index.find(said(0.6)) == []  # a sure 也 is said: (2 - 0.5) / 2 is below the pass mark
+    assert PhraseIndex([phrase], SETTINGS).find(said(0.18)) == []  # without the setting: as before
+
+
 def test_bracketed_character_is_required() -> None:
     assert not find("请问[还]有什么可以帮您", "您好请问有什么可以帮您")
     (hit,) = find("请问[还]有什么可以帮您", "请问还有什么可以帮您")

@@ -67,6 +67,16 @@ def test_greeting_levels(rb: Rulebook, text: str, level: int, missing: list[str]
     assert g.details.parts_missing == missing
 
 
+@pytest.mark.parametrize(("probability", "level"), [(0.18, 2), (0.9, 0)])
+def test_greeting_through_an_extra_character_whisper_doubted(rb: Rulebook, probability: float, level: int) -> None:
+    """h03 and h12: 您好 said, base wrote 您也好 with 也 at p 0.18 and 0.26 (matching.yaml's unsure_below)."""
+    g = turn("agent", 1.0, 6.0, "您也好，星河通信，工号1024为您服务，请问有什么可以帮您？")
+    g.words[1] = Word(g.words[1].start, g.words[1].end, "也", probability)
+    found = one(run_checks(call([g, *standard([])[1:]]), rb), "greeting")
+    assert found.details.level == level
+    assert ("greeting" in found.details.parts_missing) == (level == 0)
+
+
 def test_greeting_agent_id_from_digits_alone(rb: Rulebook) -> None:
     g = one(run_checks(call(standard([], greeting="您好星河通信，1024号为您服务，请问有什么可以帮您")), rb),
             "greeting")

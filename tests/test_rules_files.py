@@ -63,6 +63,19 @@ def test_bad_threshold(rules: Path, old: str, new: str, words: str) -> None:
     assert words in err.reason
 
 
+def test_bad_unsure_insertion_setting_and_an_older_matching_file(rules: Path) -> None:
+    line = edit(rules / "matching.yaml", "unsure_below: 0.5", "unsure_below: 50")
+    err = broken(rules)
+    assert (err.path.name, err.line) == ("matching.yaml", line)
+    assert "'unsure_below' must be at least 0.0 and at most 1.0" in err.reason
+    # a site's copy from before the setting: an extra character costs the same, however unsure
+    text = (rules / "matching.yaml").read_text(encoding="utf-8")
+    (rules / "matching.yaml").write_text("\n".join(x for x in text.splitlines() if not x.startswith("unsure_")),
+                                         encoding="utf-8")
+    settings = load_rulebook(rules).index.settings
+    assert (settings.unsure_insertion_penalty, settings.unsure_below) == (settings.insertion_penalty, 0.0)
+
+
 def test_bad_min_score_on_one_phrase(rules: Path) -> None:
     line = edit(rules / "forbidden_phrases.yaml", "    - 我不清楚\n",
                 "    - {phrase: 我不清楚, min_score: 1.5}\n")

@@ -206,7 +206,8 @@ class _File:
 
 def _read_matching(f: _File) -> MatchSettings:
     d = f.data
-    f.only_keys(d, {"type", "min_score", "insertion_penalty", "deletion_penalty", "near_part_penalty",
+    f.only_keys(d, {"type", "min_score", "insertion_penalty", "unsure_insertion_penalty", "unsure_below",
+                    "deletion_penalty", "near_part_penalty",
                     "half_match", "boundary_max_len", "negations", "confusable_initials",
                     "confusable_finals"}, "matching")
     groups: dict[str, tuple[tuple[str, ...], ...]] = {}
@@ -219,9 +220,13 @@ def _read_matching(f: _File) -> MatchSettings:
                 raise f.error(line, f"each entry of {key!r} must be a list of two or more syllable parts")
             out.append(tuple(item))
         groups[key] = tuple(out)
+    insertion = f.number(d, "insertion_penalty", 0.0, 1.0)
     return MatchSettings(
         min_score=f.number(d, "min_score", 0.0, 1.0, lo_open=True),
-        insertion_penalty=f.number(d, "insertion_penalty", 0.0, 1.0),
+        insertion_penalty=insertion,
+        # absent from a site's older copy of the file: every extra character costs the same, as before
+        unsure_insertion_penalty=f.number(d, "unsure_insertion_penalty", 0.0, 1.0, default=insertion),
+        unsure_below=f.number(d, "unsure_below", 0.0, 1.0, default=0.0),
         deletion_penalty=f.number(d, "deletion_penalty", 0.0, 1.0),
         near_part_penalty=f.number(d, "near_part_penalty", 0.0, 0.5),
         half_match=f.number(d, "half_match", 0.0, 0.5),

@@ -64,9 +64,9 @@ class _Heard:
         return [c for r in self.runs if r.role == role for c in r.chars if start <= c.start < end]
 
 
-def _pieces(turn: Turn) -> list[tuple[str, float, float]]:
+def _pieces(turn: Turn) -> list[tuple[str, float, float] | tuple[str, float, float, float]]:
     if turn.words:
-        return [(w.text, w.start, w.end) for w in turn.words]
+        return [(w.text, w.start, w.end, w.probability) for w in turn.words]
     return [(turn.text, turn.start, turn.end)]
 
 

@@ -85,7 +85,8 @@ def median(values: list[float]) -> float:
 # saturating. Whisper base then decodes some words differently. Measured over the 27 calls of
 # bench/prescores.py (issue 14): an AMD EPYC without AVX-512 wrote h03's 我不清楚 as 我不警车; an
 # AMD EPYC with AVX-512 VNNI (Zen 4) heard it, but lost h04's 谁 of 谁跟你讲的 and wrote 您好 as 您也好
-# on h03 and h12; the same Zen 4 with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) gave a third
+# on h03 and h12 (its pre-scores hold since: speech/speech_joins.py gives 谁 back, and matching.yaml
+# lets a doubted 也 through); the same Zen 4 with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) gave a third
 # transcript. float32 (--compute-type float32) gave the same figures on every call (each pre-score,
 # each CER to the third decimal) with and without that cap and with MKL, at 1.46x the time
 # (bench/compute_types.py; oneDNN's own account: "Nuances of int8 Computations" in its developer

@@ -260,7 +260,8 @@ class Heard:
     _bounds: tuple[frozenset[int], frozenset[int]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_pieces(cls, role: str, pieces: Iterable[tuple[str, float, float] | tuple[str, float, float, float]]) -> Heard:
+    def from_pieces(cls, role: str,
+                    pieces: Iterable[tuple[str, float, float] | tuple[str, float, float, float]]) -> Heard:
         """``pieces`` are (text, start, end), or (text, start, end, probability) for a word."""
         chars: list[HeardChar] = []
         texts: list[str] = []

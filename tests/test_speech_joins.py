@@ -70,6 +70,6 @@ def test_h04s_first_pass_puts_no_word_in_the_agents_long_pause(analyzer):
     agent = load_audio(truth["audio_path"]).channels[truth["agent_channel"]]
     words = analyzer.transcriber.decode(agent)
     assert words, "the agent channel has speech"
-    in_pause = [w for w in words if 18.83 + 0.1 < w.start and w.end < 24.47 - 0.1]
+    in_pause = [w for w in words if w.start > 18.83 + 0.1 and w.end < 24.47 - 0.1]
     assert in_pause == [], in_pause
     assert any(24.5 <= w.start < 25.0 for w in words), "the turn after the pause starts with its own words"

@@ -236,6 +236,10 @@ def compile_phrase(raw: str, rule: str, settings: MatchSettings, *, group: str =
     )
 
 
+Piece = tuple[str, float, float] | tuple[str, float, float, float]
+"""What ``Heard.from_pieces`` reads: (text, start, end), or (text, start, end, probability) for a word."""
+
+
 @dataclass
 class HeardChar:
     ch: str
@@ -260,20 +264,19 @@ class Heard:
     _bounds: tuple[frozenset[int], frozenset[int]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_pieces(cls, role: str,
-                    pieces: Iterable[tuple[str, float, float] | tuple[str, float, float, float]]) -> Heard:
-        """``pieces`` are (text, start, end), or (text, start, end, probability) for a word."""
+    def from_pieces(cls, role: str, pieces: Iterable[Piece]) -> Heard:
         chars: list[HeardChar] = []
         texts: list[str] = []
         spans: list[tuple[float, float, float]] = []
-        for raw, start, end, *probability in pieces:
+        for raw, start, end, *known in pieces:
             norm = normalise(raw)
             if not norm:
                 continue
             step = max(end - start, 0.0) / len(norm)
+            probability = known[0] if known else 1.0
             for k, ch in enumerate(norm):
                 texts.append(ch)
-                spans.append((start + k * step, start + (k + 1) * step, probability[0] if probability else 1.0))
+                spans.append((start + k * step, start + (k + 1) * step, probability))
         text = "".join(texts)
         for ch, rd, (s, e, p) in zip(text, char_readings(text), spans, strict=True):
             chars.append(HeardChar(ch, rd, round(float(s), 3), round(float(e), 3), float(p)))  # numpy -> float
@@ -464,6 +467,9 @@ class PhraseIndex:
         m, n = len(phrase.chars), hi - lo
         neg_inf = float("-inf")
         prev: list[tuple[float, int, int]] = [(0.0, -1, -1)] * (n + 1)
+        # what an extra heard character costs depends on that character alone, not on the phrase's
+        extra_cost = [s.unsure_insertion_penalty if hc.probability < s.unsure_below else s.insertion_penalty
+                      for hc in heard.chars[lo:hi]]
         for i in range(1, m + 1):
             pch, prd, req = phrase.chars[i - 1], phrase.readings[i - 1], (i - 1) in phrase.required
             cur: list[tuple[float, int, int]] = [(neg_inf, -1, -1)] * (n + 1)
@@ -495,7 +501,7 @@ class PhraseIndex:
                     if p[0] - s.deletion_penalty > best[0] and p[0] > neg_inf:
                         best = (p[0] - s.deletion_penalty, p[1], p[2])
                 p = cur[j - 1]  # an extra heard character, after at least one matched one
-                extra = s.unsure_insertion_penalty if hc.probability < s.unsure_below else s.insertion_penalty
+                extra = extra_cost[j - 1]
                 if p[0] > neg_inf and p[1] >= 0 and p[0] - extra > best[0]:
                     best = (p[0] - extra, p[1], p[2])
                 cur[j] = best

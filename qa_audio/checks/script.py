@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from qa_audio.checks.rulebook import PartsRule, Rulebook
-from qa_audio.phrase_match import READING_DIGITS, Heard, HeardChar, Hit, best_per_span, digit_of
+from qa_audio.phrase_match import READING_DIGITS, Heard, HeardChar, Hit, Piece, best_per_span, digit_of
 from qa_audio.schema import (
     NO_ROLE,
     AnswerDelayDetails,
@@ -64,7 +64,7 @@ class _Heard:
         return [c for r in self.runs if r.role == role for c in r.chars if start <= c.start < end]
 
 
-def _pieces(turn: Turn) -> list[tuple[str, float, float] | tuple[str, float, float, float]]:
+def _pieces(turn: Turn) -> list[Piece]:
     if turn.words:
         return [(w.text, w.start, w.end, w.probability) for w in turn.words]
     return [(turn.text, turn.start, turn.end)]

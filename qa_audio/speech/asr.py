@@ -28,13 +28,12 @@ import numpy as np
 
 from qa_audio import models
 from qa_audio.schema import ProgressHook, Word, no_progress
-from qa_audio.speech.speech_joins import JoinedSpeech, across_join, joined_speech
+from qa_audio.speech.speech_joins import FRAME_S, JoinedSpeech, across_join, joined_speech
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what faster-whisper decodes
 CHUNK_S = 30  # the window Whisper decodes: batched decoding joins speech into chunks this long
-FRAME_S = 0.02  # the step of Whisper's word times
 
 # Whisper's own stock phrases from its subtitle training data, never said on a service line.
 PHANTOM_PHRASES = ("字幕由", "请不吝点赞", "订阅转发", "打赏支持", "明镜与点点栏目", "中文字幕")
@@ -208,7 +207,7 @@ class Transcriber:
         short = [(a, b) for a, b in _untouched(speech, covering, SHORT_REPLY_MIN_S)
                  if not any(a < d + 2 * pad and c - 2 * pad < b for c, d in long_gaps)]
         stretches = sorted(set(long_gaps) | set(short))
-        gaps = [(max(0.0, start - pad), min(end + pad, start + 30.0, end_of_audio)) for start, end in stretches]
+        gaps = [(max(0.0, start - pad), min(end + pad, start + CHUNK_S, end_of_audio)) for start, end in stretches]
         if not gaps:
             return words
         segments, info = self._batched.transcribe(

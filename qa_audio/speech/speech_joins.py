@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FRAME_S = 0.02  # the step of Whisper's word times: a word ending within a frame of a join has not crossed it
+# the step of Whisper's word times (asr.py's too): a word ending within a frame of a join has not crossed it
+FRAME_S = 0.02
 ROUNDING_S = 0.01  # faster-whisper rounds restored times to 10 ms
 
 
@@ -39,23 +40,21 @@ class JoinedSpeech:
 def joined_speech(segments: list[dict], sampling_rate: int, max_chunk_s: float = float("inf")) -> JoinedSpeech:
     """The timeline faster-whisper builds from VAD ``segments`` (its ``{"start", "end"}`` in samples),
     joined as its ``collect_chunks`` joins them: ``max_chunk_s`` 30 for batched decoding."""
-    ends: list[float] = []
-    silence: list[float] = []
+    from faster_whisper.vad import SpeechTimestampsMap  # heavy: only when a first pass runs
+
+    # the very map faster-whisper restores the words' times with, so the two timelines cannot differ
+    timeline = SpeechTimestampsMap(segments, sampling_rate)
     chunk: list[int] = []
-    previous_end = silent = chunk_samples = 0
-    chunk_index = 0
+    chunk_index = chunk_samples = 0
     for segment in segments:
-        silent += segment["start"] - previous_end
-        previous_end = segment["end"]
         length = segment["end"] - segment["start"]
         if chunk_samples + length > max_chunk_s * sampling_rate:
             chunk_index += 1
             chunk_samples = 0
         chunk_samples += length
-        ends.append((segment["end"] - silent) / sampling_rate)
-        silence.append(silent / sampling_rate)
         chunk.append(chunk_index)
-    return JoinedSpeech(tuple(ends), tuple(silence), tuple(chunk))
+    return JoinedSpeech(tuple(end / sampling_rate for end in timeline.chunk_end_sample),
+                        tuple(timeline.total_silence_before), tuple(chunk))
 
 
 def across_join(start: float, end: float, joined: JoinedSpeech) -> tuple[float, float] | None:
